@@ -1,0 +1,53 @@
+# remote desktops for CTF players, as a Caddy module.
+# `make run` is the demo; `make test` is what CI runs (it brings up the test
+# bed: Docker, images, three SSH+Docker hosts).
+
+SHELL     := /bin/bash
+GO        ?= go
+CADDY     ?= ./caddy
+MODULE    := github.com/ctf-desktops/caddy-remote-desktop
+TESTBED   := bash testdata/testbed/testbed.sh
+GOTEST    ?= $(GO) test -race -count=1 -timeout 40m
+export PATH := $(PATH):/usr/local/go/bin
+
+.PHONY: all build xcaddy lint test unit testbed-up testbed-down testbed-status images run clean
+
+all: build
+
+## build: ./caddy with the standard modules and this one
+build:
+	$(GO) build -o $(CADDY) ./cmd/caddy
+
+## xcaddy: the same binary built the xcaddy way
+xcaddy:
+	$(GO) run github.com/caddyserver/xcaddy/cmd/xcaddy@v0.4.5 build v2.11.9 --with $(MODULE)=. --output $(CADDY)
+
+## lint: gofmt and go vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## unit: the tests that need no test bed (integration tests skip, loudly)
+unit:
+	$(GOTEST) ./...
+
+## test: lint, build, bring up the test bed, run every test with -race
+test: lint build testbed-up
+	$(CADDY) list-modules | grep -qx 'http.handlers.remote_desktop'
+	$(CADDY) list-modules | grep -qx 'remote_desktop'
+	RD_TESTBED_REQUIRED=1 RD_CADDY_BIN=$(abspath $(CADDY)) $(GOTEST) ./... 2>&1 | tee test-output.log; exit $${PIPESTATUS[0]}
+
+testbed-up:
+	$(TESTBED) up
+
+testbed-down:
+	$(TESTBED) down
+
+testbed-status:
+	$(TESTBED) status
+
+images:
+	$(TESTBED) images
+
+clean:
+	rm -f $(CADDY) test-output.log

@@ -1,0 +1,251 @@
+package remotedesktop
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/ctf-desktops/caddy-remote-desktop/module/config"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// App is the remote desktop control plane: the SSH pools to the Docker hosts,
+// the scheduler, the session table with its timers and reaper, and the event
+// log. It runs in the background; the `remote_desktop` HTTP handler serves
+// players and admins from it.
+//
+// Its state outlives config reloads (it is held in a usage pool) and process
+// restarts (session records are kept in Caddy's storage and containers carry
+// labels), so neither costs a player their desktop.
+//
+// The hosts and limits come from the seed's hosts.yml (hosts_file), from the
+// fields below, or both: fields given here override the file's, and hosts
+// given here are added to the file's.
+type App struct {
+	// Path of the seed's hosts.yml. When the file does not exist, the local
+	// Docker engine is used as the only host (the seed's fallback) and a
+	// warning says so. Default: hosts.yml in Caddy's working directory.
+	HostsFile string `json:"hosts_file,omitempty"`
+
+	// Hosts, container limits and session timers, with the keys of
+	// hosts.yml.
+	config.File
+
+	// Known-hosts file that SSH host keys are verified against.
+	// Default: ~/.ssh/known_hosts.
+	KnownHosts string `json:"known_hosts,omitempty"`
+
+	// Private key file for SSH. Default: the SSH agent ($SSH_AUTH_SOCK) and
+	// ~/.ssh/id_ed25519, id_ecdsa and id_rsa, as OpenSSH does.
+	SSHKey string `json:"ssh_key,omitempty"`
+
+	// Accept any SSH host key. Dangerous: anyone on the path to a host can
+	// then run containers as you. Logged loudly. Default: false.
+	InsecureSkipHostKeyCheck bool `json:"insecure_skip_host_key_check,omitempty"`
+
+	// Most SSH connections open to one host at once. Default: 20.
+	MaxConnections int `json:"max_connections,omitempty"`
+
+	// Bound on dialing a host (TCP connect and SSH handshake). Default: 10s.
+	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
+
+	// How often expired sessions and sessions whose container died are
+	// reaped. Default: 5m.
+	ReaperInterval caddy.Duration `json:"reaper_interval,omitempty"`
+
+	// How long a new desktop may take to answer on /vnc.html. Default: 90s.
+	ReadinessTimeout caddy.Duration `json:"readiness_timeout,omitempty"`
+
+	// How often every host is checked (SSH, Docker, image); unhealthy hosts
+	// return to rotation when all checks pass. Default: 30s.
+	ProbeInterval caddy.Duration `json:"probe_interval,omitempty"`
+
+	// How long a managed container with no session record is left alone
+	// before it is removed as an orphan. Default: 2m.
+	OrphanGrace caddy.Duration `json:"orphan_grace,omitempty"`
+
+	// How many events the admin log keeps. Default: 500.
+	EventLogSize int `json:"event_log_size,omitempty"`
+
+	// What happens to running sessions when Caddy exits: "keep" (they keep
+	// running and are adopted on the next start) or "destroy" (every
+	// session is destroyed, as the seed did). Default: keep.
+	ShutdownPolicy string `json:"shutdown_policy,omitempty"`
+
+	logger   *zap.Logger
+	settings config.File
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "remote_desktop",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Defaults beyond the seed.
+const (
+	defaultHostsFile        = "hosts.yml"
+	defaultMaxConnections   = 20
+	defaultDialTimeout      = 10 * time.Second
+	defaultReaperInterval   = 300 * time.Second
+	defaultReadinessTimeout = 90 * time.Second
+	defaultProbeInterval    = 30 * time.Second
+	defaultOrphanGrace      = 2 * time.Minute
+	defaultEventLogSize     = 500
+)
+
+// Provision loads and validates the configuration. It dials nothing and
+// starts nothing, so `caddy validate` reports a bad hosts file without
+// touching a host.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	a.setDefaults()
+	settings, err := a.resolve()
+	if err != nil {
+		return err
+	}
+	a.settings = settings
+	return nil
+}
+
+func (a *App) setDefaults() {
+	repl := caddy.NewReplacer()
+	a.HostsFile = repl.ReplaceKnown(a.HostsFile, "")
+	a.KnownHosts = repl.ReplaceKnown(a.KnownHosts, "")
+	a.SSHKey = repl.ReplaceKnown(a.SSHKey, "")
+	if a.KnownHosts == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			a.KnownHosts = filepath.Join(home, ".ssh", "known_hosts")
+		}
+	}
+	if a.MaxConnections == 0 {
+		a.MaxConnections = defaultMaxConnections
+	}
+	setDuration(&a.DialTimeout, defaultDialTimeout)
+	setDuration(&a.ReaperInterval, defaultReaperInterval)
+	setDuration(&a.ReadinessTimeout, defaultReadinessTimeout)
+	setDuration(&a.ProbeInterval, defaultProbeInterval)
+	setDuration(&a.OrphanGrace, defaultOrphanGrace)
+	if a.EventLogSize == 0 {
+		a.EventLogSize = defaultEventLogSize
+	}
+	if a.ShutdownPolicy == "" {
+		a.ShutdownPolicy = "keep"
+	}
+}
+
+func setDuration(d *caddy.Duration, def time.Duration) {
+	if *d == 0 {
+		*d = caddy.Duration(def)
+	}
+}
+
+// resolve merges the hosts file with the inline settings and validates the
+// result.
+func (a *App) resolve() (config.File, error) {
+	repl := caddy.NewReplacer()
+	var f config.File
+	file := a.HostsFile
+	explicit := file != ""
+	if !explicit {
+		file = defaultHostsFile
+	}
+	loaded, err := config.Load(file)
+	switch {
+	case err == nil:
+		f = loaded // defaults filled in; inline values override below
+	case errors.Is(err, config.ErrNotExist):
+		abs, _ := filepath.Abs(file)
+		if len(a.WorkspaceHosts) > 0 {
+			if explicit {
+				a.logger.Warn("hosts file not found: using only the hosts configured inline", zap.String("hosts_file", abs))
+			}
+		} else {
+			a.logger.Warn("hosts file not found: falling back to the local Docker engine as the only workspace host",
+				zap.String("hosts_file", abs))
+			f = config.LocalhostFallback()
+		}
+	default:
+		return f, err
+	}
+
+	for _, h := range a.WorkspaceHosts {
+		for _, s := range []*string{&h.Hostname, &h.User, &h.PubHostname, &h.DockerImage, &h.BindAddress} {
+			*s = repl.ReplaceKnown(*s, "")
+		}
+		f.WorkspaceHosts = append(f.WorkspaceHosts, h)
+	}
+	c, in := &f.ContainerDefaults, a.ContainerDefaults
+	override(&c.MemoryLimit, in.MemoryLimit)
+	override(&c.ShmSize, in.ShmSize)
+	override(&c.Resolution, in.Resolution)
+	override(&c.CPULimit, in.CPULimit)
+	override(&c.PidsLimit, in.PidsLimit)
+	c.PublishVNC = c.PublishVNC || in.PublishVNC
+	s, sin := &f.SessionDefaults, a.SessionDefaults
+	override(&s.InitialDuration, sin.InitialDuration)
+	override(&s.ExtensionDuration, sin.ExtensionDuration)
+	if sin.MaxExtensions != nil {
+		s.MaxExtensions = sin.MaxExtensions
+	}
+	f.SetDefaults()
+	if err := f.Validate(); err != nil {
+		return f, fmt.Errorf("remote_desktop configuration: %w", err)
+	}
+	return f, nil
+}
+
+func override[T comparable](dst *T, v T) {
+	var zero T
+	if v != zero {
+		*dst = v
+	}
+}
+
+// Validate checks the settings that are not part of hosts.yml.
+func (a *App) Validate() error {
+	switch a.ShutdownPolicy {
+	case "keep", "destroy":
+	default:
+		return fmt.Errorf("shutdown_policy: %q is neither keep nor destroy", a.ShutdownPolicy)
+	}
+	if a.MaxConnections < 1 {
+		return fmt.Errorf("max_connections: must be at least 1, got %d", a.MaxConnections)
+	}
+	if a.EventLogSize < 1 {
+		return fmt.Errorf("event_log_size: must be at least 1, got %d", a.EventLogSize)
+	}
+	for name, d := range map[string]caddy.Duration{
+		"dial_timeout": a.DialTimeout, "reaper_interval": a.ReaperInterval,
+		"readiness_timeout": a.ReadinessTimeout, "probe_interval": a.ProbeInterval,
+		"orphan_grace": a.OrphanGrace,
+	} {
+		if d < 0 {
+			return fmt.Errorf("%s: must not be negative, got %v", name, time.Duration(d))
+		}
+	}
+	return nil
+}
+
+// Start implements caddy.App.
+func (a *App) Start() error { return nil }
+
+// Stop implements caddy.App.
+func (a *App) Stop() error { return nil }
+
+// Interface guards
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.Validator   = (*App)(nil)
+)

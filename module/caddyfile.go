@@ -1,0 +1,313 @@
+package remotedesktop
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/ctf-desktops/caddy-remote-desktop/module/config"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("remote_desktop", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("remote_desktop", parseHandlerDirective)
+	// After authentication handlers (basic_auth, forward_auth), before the
+	// reverse_proxy that usually passes everything else on to CTFd, so no
+	// `order` line is needed.
+	httpcaddyfile.RegisterDirectiveOrder("remote_desktop", httpcaddyfile.Before, "reverse_proxy")
+}
+
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	app := new(App)
+	if existing != nil {
+		return nil, d.Err("remote_desktop global option given twice; merge the blocks")
+	}
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "remote_desktop", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile sets up the app from the global option block:
+//
+//	{
+//	    remote_desktop {
+//	        hosts_file   <path>              # the seed's hosts.yml
+//	        host <hostname> {                # more hosts, inline (repeatable)
+//	            user         <user>
+//	            pub_hostname <address>
+//	            docker_image <image>
+//	            port         <ssh port>
+//	            max_sessions <n>
+//	            bind_address <ip>
+//	        }
+//	        memory_limit       <size>        # container_defaults
+//	        shm_size           <size>
+//	        resolution         <WxH>
+//	        cpu_limit          <cpus>
+//	        pids_limit         <n>
+//	        publish_vnc
+//	        initial_duration   <seconds|duration>   # session_defaults
+//	        extension_duration <seconds|duration>
+//	        max_extensions     <n>
+//	        known_hosts        <path>
+//	        ssh_key            <path>
+//	        insecure_skip_host_key_check
+//	        max_connections    <n>
+//	        dial_timeout       <duration>
+//	        reaper_interval    <duration>
+//	        readiness_timeout  <duration>
+//	        probe_interval     <duration>
+//	        orphan_grace       <duration>
+//	        event_log_size     <n>
+//	        shutdown_policy    keep|destroy
+//	    }
+//	}
+//
+// Durations of the session timers accept a plain number of seconds, as in
+// hosts.yml, or a Go duration (1h, 20m).
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch key := d.Val(); key {
+		case "hosts_file":
+			err = stringArg(d, &a.HostsFile)
+		case "host":
+			err = a.unmarshalHost(d)
+		case "memory_limit":
+			err = stringArg(d, &a.ContainerDefaults.MemoryLimit)
+		case "shm_size":
+			err = stringArg(d, &a.ContainerDefaults.ShmSize)
+		case "resolution":
+			err = stringArg(d, &a.ContainerDefaults.Resolution)
+		case "cpu_limit":
+			var s string
+			if err = stringArg(d, &s); err == nil {
+				a.ContainerDefaults.CPULimit, err = strconv.ParseFloat(s, 64)
+				if err != nil || a.ContainerDefaults.CPULimit <= 0 {
+					err = d.Errf("cpu_limit: %q is not a positive number", s)
+				}
+			}
+		case "pids_limit":
+			err = intArg(d, &a.ContainerDefaults.PidsLimit)
+		case "publish_vnc":
+			a.ContainerDefaults.PublishVNC = true
+			err = noArgs(d)
+		case "initial_duration":
+			err = secondsArg(d, &a.SessionDefaults.InitialDuration)
+		case "extension_duration":
+			err = secondsArg(d, &a.SessionDefaults.ExtensionDuration)
+		case "max_extensions":
+			var n int
+			if err = intArg(d, &n); err == nil {
+				a.SessionDefaults.MaxExtensions = &n
+			}
+		case "known_hosts":
+			err = stringArg(d, &a.KnownHosts)
+		case "ssh_key":
+			err = stringArg(d, &a.SSHKey)
+		case "insecure_skip_host_key_check":
+			a.InsecureSkipHostKeyCheck = true
+			err = noArgs(d)
+		case "max_connections":
+			err = intArg(d, &a.MaxConnections)
+		case "dial_timeout":
+			err = durationArg(d, &a.DialTimeout)
+		case "reaper_interval":
+			err = durationArg(d, &a.ReaperInterval)
+		case "readiness_timeout":
+			err = durationArg(d, &a.ReadinessTimeout)
+		case "probe_interval":
+			err = durationArg(d, &a.ProbeInterval)
+		case "orphan_grace":
+			err = durationArg(d, &a.OrphanGrace)
+		case "event_log_size":
+			err = intArg(d, &a.EventLogSize)
+		case "shutdown_policy":
+			if err = stringArg(d, &a.ShutdownPolicy); err == nil && a.ShutdownPolicy != "keep" && a.ShutdownPolicy != "destroy" {
+				err = d.Errf("shutdown_policy: %q is neither keep nor destroy", a.ShutdownPolicy)
+			}
+		default:
+			return d.Errf("unrecognized remote_desktop option '%s'", key)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *App) unmarshalHost(d *caddyfile.Dispenser) error {
+	var h config.Host
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	h.Hostname = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch key := d.Val(); key {
+		case "user":
+			err = stringArg(d, &h.User)
+		case "pub_hostname":
+			err = stringArg(d, &h.PubHostname)
+		case "docker_image":
+			err = stringArg(d, &h.DockerImage)
+		case "port":
+			err = intArg(d, &h.Port)
+		case "max_sessions":
+			err = intArg(d, &h.MaxSessions)
+		case "bind_address":
+			err = stringArg(d, &h.BindAddress)
+		default:
+			return d.Errf("unrecognized host option '%s'", key)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	a.WorkspaceHosts = append(a.WorkspaceHosts, h)
+	return nil
+}
+
+// Argument helpers: each consumes exactly the arguments of the current line.
+
+func noArgs(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func stringArg(d *caddyfile.Dispenser, out *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*out = d.Val()
+	return noArgs(d)
+}
+
+func intArg(d *caddyfile.Dispenser, out *int) error {
+	key := d.Val()
+	var s string
+	if err := stringArg(d, &s); err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return d.Errf("%s: %q is not a whole number", key, s)
+	}
+	*out = n
+	return nil
+}
+
+func durationArg(d *caddyfile.Dispenser, out *caddy.Duration) error {
+	key := d.Val()
+	var s string
+	if err := stringArg(d, &s); err != nil {
+		return err
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil || dur < 0 {
+		return d.Errf("%s: %q is not a duration (e.g. 30s, 5m)", key, s)
+	}
+	*out = caddy.Duration(dur)
+	return nil
+}
+
+// secondsArg reads a session timer: seconds as in hosts.yml, or a duration.
+func secondsArg(d *caddyfile.Dispenser, out *int) error {
+	key := d.Val()
+	var s string
+	if err := stringArg(d, &s); err != nil {
+		return err
+	}
+	if n, err := strconv.Atoi(s); err == nil && n > 0 {
+		*out = n
+		return nil
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil || dur < time.Second || dur%time.Second != 0 {
+		return d.Errf("%s: %q is not a positive whole number of seconds or a duration like 1h", key, s)
+	}
+	*out = int(dur / time.Second)
+	return nil
+}
+
+func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	handler := new(Handler)
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return handler, err
+}
+
+// UnmarshalCaddyfile sets up the handler:
+//
+//	remote_desktop [<matcher>] {
+//	    identity ctfd {
+//	        url         <ctfd base url>
+//	        admin_token <token>
+//	        ...
+//	    }
+//	    identity caddy {
+//	        admins <user id>...
+//	    }
+//	    path_prefix        <path>
+//	    stream_close_delay <duration>
+//	    allowed_origins    <scheme://host>...
+//	}
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch key := d.Val(); key {
+		case "identity":
+			if h.IdentityRaw != nil {
+				return d.Err("identity given twice")
+			}
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			name := d.Val()
+			var unm caddyfile.Unmarshaler
+			unm, err = caddyfile.UnmarshalModule(d, "remote_desktop.identity."+name)
+			if err == nil {
+				h.IdentityRaw = caddyconfig.JSONModuleObject(unm, "source", name, nil)
+			}
+		case "path_prefix":
+			err = stringArg(d, &h.PathPrefix)
+		case "stream_close_delay":
+			err = durationArg(d, &h.StreamCloseDelay)
+		case "allowed_origins":
+			h.AllowedOrigins = append(h.AllowedOrigins, d.RemainingArgs()...)
+			if len(h.AllowedOrigins) == 0 {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("unrecognized remote_desktop option '%s'", key)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*App)(nil)
+	_ caddyfile.Unmarshaler = (*Handler)(nil)
+)

@@ -1,0 +1,104 @@
+package remotedesktop
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler serves everything under /remote-desktop: the player and admin pages,
+// the session API, and the noVNC proxy to each session's container. It
+// decides who a request belongs to with its identity source, in-process, on
+// every request. Requests outside its path go to the next handler (usually
+// reverse_proxy to CTFd).
+type Handler struct {
+	// Who a request belongs to. "ctfd" asks CTFd (the default in
+	// production); "caddy" takes the user Caddy's own authentication
+	// handler established. Required.
+	IdentityRaw json.RawMessage `json:"identity,omitempty" caddy:"namespace=remote_desktop.identity inline_key=source"`
+
+	// URL path the handler serves. Default: /remote-desktop.
+	PathPrefix string `json:"path_prefix,omitempty"`
+
+	// How long a player's desktop websocket is kept open after a config
+	// reload replaced this handler. Caddy closes proxied websockets on
+	// reload unless this is set. Default: 24h (sessions end before that
+	// and their connections are cut then).
+	StreamCloseDelay caddy.Duration `json:"stream_close_delay,omitempty"`
+
+	// Origins (scheme://host[:port]) besides the request's own host that may
+	// make state-changing requests and open desktop websockets.
+	AllowedOrigins []string `json:"allowed_origins,omitempty"`
+
+	identity Identifier
+	logger   *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.remote_desktop",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+const defaultStreamCloseDelay = 24 * time.Hour
+
+// Provision sets up the handler.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.PathPrefix == "" {
+		h.PathPrefix = "/remote-desktop"
+	}
+	if h.StreamCloseDelay == 0 {
+		h.StreamCloseDelay = caddy.Duration(defaultStreamCloseDelay)
+	}
+	if h.IdentityRaw == nil {
+		return fmt.Errorf("identity is required (ctfd or caddy)")
+	}
+	mod, err := ctx.LoadModule(h, "IdentityRaw")
+	if err != nil {
+		return fmt.Errorf("load identity source: %w", err)
+	}
+	h.identity = mod.(Identifier)
+	return nil
+}
+
+// Validate checks the configuration.
+func (h *Handler) Validate() error {
+	if !strings.HasPrefix(h.PathPrefix, "/") || strings.HasSuffix(h.PathPrefix, "/") {
+		return fmt.Errorf("path_prefix: %q must start with / and not end with one", h.PathPrefix)
+	}
+	for _, o := range h.AllowedOrigins {
+		if !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
+			return fmt.Errorf("allowed_origins: %q is not scheme://host", o)
+		}
+	}
+	return nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	p := r.URL.Path
+	if p != h.PathPrefix && !strings.HasPrefix(p, h.PathPrefix+"/") {
+		return next.ServeHTTP(w, r)
+	}
+	return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("remote desktop routes are not available yet"))
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)
