@@ -1,2 +1,0 @@
-// Package remotedesktop is the Caddy layer of the remote desktop module.
-package remotedesktop
