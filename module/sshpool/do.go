@@ -1,0 +1,86 @@
+package sshpool
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+
+	"go.uber.org/zap"
+	"golang.org/x/crypto/ssh"
+)
+
+// Do runs fn with a checked-out connection and puts it back afterwards.
+//
+// If fn fails because the SSH transport died under it (io.EOF opening a
+// channel, "ssh: unexpected packet", a reset or closed TCP connection), Do
+// discards that connection and runs fn once more on a fresh one, so a
+// restarted sshd or a dropped TCP connection under a warm pool costs one
+// retried operation and no error. A channel the server refuses
+// (ssh.OpenChannelError) or any other error is returned as is, and the
+// connection stays pooled. fn must therefore be safe to run twice.
+//
+// ctx is passed to fn and bounds the wait for a connection; it never closes
+// the connection.
+func (p *Pool) Do(ctx context.Context, fn func(ctx context.Context, c *ssh.Client) error) error {
+	for attempt := 1; ; attempt++ {
+		c, err := p.Get(ctx)
+		if err != nil {
+			return err
+		}
+		err = fn(ctx, c.Client())
+		if err == nil || !p.connectionLost(ctx, c, err) {
+			p.Put(c, false)
+			return err
+		}
+		p.Put(c, true)
+		if attempt > 1 || ctx.Err() != nil {
+			return err
+		}
+		p.retried.Add(1)
+		p.log.Info("ssh connection lost during operation; retrying once on a fresh connection", zap.Error(err))
+	}
+}
+
+// connectionLost reports whether err means c's transport is gone. An error
+// that only looks like it (an EOF can also come from the far end of a
+// forwarded socket closing) is settled with a keepalive probe.
+func (p *Pool) connectionLost(ctx context.Context, c *Conn, err error) bool {
+	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		return c.Dead()
+	}
+	if c.Dead() {
+		return true
+	}
+	if !IsConnectionError(err) {
+		return false
+	}
+	return c.probe(context.WithoutCancel(ctx), p.cfg.KeepaliveTimeout) != nil
+}
+
+// IsConnectionError reports whether err has the shape of a failed SSH
+// transport rather than of a failed operation: io.EOF or io.ErrUnexpectedEOF,
+// "ssh: unexpected packet", net.ErrClosed, a network operation error, a reset
+// or broken pipe. An ssh.OpenChannelError (the server refused one channel,
+// for example because the forwarded socket's daemon is down) is not.
+func IsConnectionError(err error) bool {
+	if err == nil {
+		return false
+	}
+	var openErr *ssh.OpenChannelError
+	if errors.As(err, &openErr) {
+		return false
+	}
+	var opErr *net.OpError
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, net.ErrClosed),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, syscall.ECONNABORTED),
+		errors.As(err, &opErr):
+		return true
+	}
+	return strings.Contains(err.Error(), "ssh: unexpected packet")
+}
