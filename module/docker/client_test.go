@@ -271,6 +271,7 @@ func TestEnsureNetwork(t *testing.T) {
 	}
 	d.handle("GET "+v+"/networks/rd-new", 404, `{"message":"network rd-new not found"}`)
 	d.handle("POST "+v+"/networks/create", 201, `{"Id":"n1"}`)
+	d.handle("GET "+v+"/networks", 200, `[{"Id":"n1","Name":"rd-new","Created":"2026-01-01T00:00:00.5Z"},{"Id":"n0","Name":"rd-new-other","Created":"2025-01-01T00:00:00Z"}]`)
 	if err := c.EnsureNetwork(context.Background(), "rd-new", map[string]string{"com.docker.network.bridge.enable_icc": "false"}); err != nil {
 		t.Fatal(err)
 	}
@@ -280,9 +281,42 @@ func TestEnsureNetwork(t *testing.T) {
 			t.Errorf("create body %s lacks %s", body, want)
 		}
 	}
+	for _, r := range d.Requests() {
+		if strings.HasPrefix(r, "DELETE") {
+			t.Fatalf("removed a network though there was one of the name: %v", d.Requests())
+		}
+	}
 	d.handle("POST "+v+"/networks/create", 409, `{"message":"network with name rd-new already exists"}`)
 	if err := c.EnsureNetwork(context.Background(), "rd-new", nil); err != nil {
 		t.Fatalf("EnsureNetwork after a concurrent create: %v", err)
+	}
+}
+
+// Concurrent creates of one name all succeed on Docker 20.10: every caller
+// keeps the oldest and removes the rest.
+func TestEnsureNetworkRemovesDuplicatesKeepingTheOldest(t *testing.T) {
+	d, c := startFakeDaemon(t)
+	d.handle("GET "+v+"/networks/rd-net", 400, `{"message":"network rd-net is ambiguous (3 matches found based on name)"}`)
+	d.handle("GET "+v+"/networks", 200, `[
+		{"Id":"n3","Name":"rd-net","Created":"2026-01-01T00:00:00.300Z"},
+		{"Id":"n1","Name":"rd-net","Created":"2026-01-01T00:00:00.100Z"},
+		{"Id":"n2","Name":"rd-net","Created":"2026-01-01T00:00:00.100Z"}]`)
+	d.handle("DELETE "+v+"/networks/n2", 204, "")
+	d.handle("DELETE "+v+"/networks/n3", 404, `{"message":"gone already"}`)
+	if err := c.EnsureNetwork(context.Background(), "rd-net", nil); err != nil {
+		t.Fatal(err)
+	}
+	var deleted []string
+	for _, r := range d.Requests() {
+		if strings.HasPrefix(r, "DELETE") {
+			deleted = append(deleted, r)
+		}
+		if strings.HasPrefix(r, "POST") {
+			t.Errorf("created a network though several exist: %s", r)
+		}
+	}
+	if want := "DELETE " + v + "/networks/n2?|DELETE " + v + "/networks/n3?"; strings.Join(deleted, "|") != want {
+		t.Fatalf("deleted %v; want n2 and n3 (n1 is the oldest, lowest ID on a tie)", deleted)
 	}
 }
 

@@ -11,6 +11,10 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
+// errNoAnswer: a keepalive got no answer in time (as opposed to failing at
+// once on a closed or reset transport).
+var errNoAnswer = errors.New("no answer")
+
 // Conn is one pooled SSH connection. Between Get and Put it belongs to the
 // caller alone; its lifetime belongs to the pool.
 type Conn struct {
@@ -71,7 +75,7 @@ func (c *Conn) probe(ctx context.Context, timeout time.Duration) error {
 		return nil
 	case <-t.C:
 		_ = c.client.Close()
-		return fmt.Errorf("keepalive: no answer within %s", timeout)
+		return fmt.Errorf("keepalive: %w within %s", errNoAnswer, timeout)
 	case <-ctx.Done():
 		return ctx.Err()
 	}

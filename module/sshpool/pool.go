@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/crypto/ssh"
@@ -155,7 +157,25 @@ func (p *Pool) checkout(ctx context.Context, c *Conn) (*Conn, error) {
 	default:
 		p.probeFailures.Add(1)
 		p.discard(c, "failed keepalive on checkout: "+err.Error())
+		if errors.Is(err, errNoAnswer) {
+			// A silent host or path (no FIN, no RST) has very likely
+			// silenced every idle connection: drop them all now rather
+			// than have each Get wait KeepaliveTimeout per connection.
+			p.dropIdle("a sibling connection missed its keepalive")
+		}
 		return nil, nil
+	}
+}
+
+// dropIdle discards every connection idle right now.
+func (p *Pool) dropIdle(reason string) {
+	for {
+		select {
+		case c := <-p.idle:
+			p.discard(c, reason)
+		default:
+			return
+		}
 	}
 }
 
@@ -211,9 +231,26 @@ func (p *Pool) dialSlot(ctx context.Context) (*Conn, error) {
 	return c, nil
 }
 
+// dialClient dials once more, after a short pause, if the first attempt was
+// cut off by the host (reset, EOF, refused): what sshd does to surplus
+// handshakes under MaxStartups pressure, or while it restarts. A timeout,
+// a host key or an authentication failure is final.
 func (p *Pool) dialClient(ctx context.Context) (*ssh.Client, error) {
 	if p.clientCf == nil {
 		return nil, errors.New("no host key checker configured (Config.HostKeys is nil)")
+	}
+	client, err := dial(ctx, &p.cfg, p.clientCf)
+	if err == nil || !IsConnectionError(err) || isTimeout(err) || ctx.Err() != nil {
+		return client, err
+	}
+	pause := 50*time.Millisecond + rand.N(100*time.Millisecond)
+	p.log.Info("ssh dial cut off; retrying once", zap.Duration("after", pause), zap.Error(err))
+	t := time.NewTimer(pause)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return nil, err
 	}
 	return dial(ctx, &p.cfg, p.clientCf)
 }

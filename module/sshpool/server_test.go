@@ -36,6 +36,8 @@ type testServer struct {
 	// authDelay slows every authentication down, to make handshakes overlap.
 	authDelay atomic.Int64
 
+	// handshaking counts authentications in progress (the client waits
+	// for each answer, so they measure the client's handshakes in flight).
 	handshaking, maxHandshaking atomic.Int64
 
 	mu         sync.Mutex
@@ -70,7 +72,9 @@ func startTestServer(t testing.TB, hostKeys ...ssh.Signer) *testServer {
 	s := &testServer{t: t, hostKey: hostKeys[0], clientSk: newKey(t), conns: map[net.Conn]struct{}{}}
 	s.config = &ssh.ServerConfig{
 		PublicKeyCallback: func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+			storeMax(&s.maxHandshaking, s.handshaking.Add(1))
 			time.Sleep(time.Duration(s.authDelay.Load()))
+			s.handshaking.Add(-1)
 			if s.isAuthorized(key) {
 				return &ssh.Permissions{}, nil
 			}
@@ -184,9 +188,7 @@ func (s *testServer) acceptLoop() {
 
 func (s *testServer) serve(c net.Conn) {
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	storeMax(&s.maxHandshaking, s.handshaking.Add(1))
 	sconn, chans, reqs, err := ssh.NewServerConn(c, s.config)
-	s.handshaking.Add(-1)
 	if err != nil {
 		return
 	}

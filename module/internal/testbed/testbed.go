@@ -204,7 +204,7 @@ func DumpOnFailure(t testing.TB, host Host, container string) {
 		if !t.Failed() {
 			return
 		}
-		out, _ := TryExec(host, "docker", "inspect", "--format", "{{json .State}} {{json .NetworkSettings.Ports}}", container)
+		out, _ := TryExec(host, "docker", "container", "inspect", "--format", "{{json .State}} {{json .NetworkSettings.Ports}}", container)
 		t.Logf("container %s on %s: %s", container, host.Name, out)
 		out, _ = TryExec(host, "docker", "logs", "--tail", "50", container)
 		t.Logf("logs of %s:\n%s", container, out)
