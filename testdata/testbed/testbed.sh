@@ -1,0 +1,687 @@
+#!/usr/bin/env bash
+# testbed.sh: a local cluster of "Docker hosts" reachable over SSH, for the
+# remote-desktop module's integration tests.
+#
+# Usage: testbed.sh up [N] | down [--images] | status | docker | images
+#
+#   up [N]    make sure N hosts (default $TESTBED_HOSTS, else 3) run, each a
+#             container rdtb-host-I (rd-dockerhost image: sshd + dockerd) on the
+#             docker network rdtb-net (172.30.77.0/24) at 172.30.77.(10+I),
+#             with rd-desktop:latest and rd-tiny:latest loaded into its dockerd.
+#             Writes testdata/testbed/state/: id_ed25519(.pub) (the client
+#             key), known_hosts, hosts.yml, testbed.json. Idempotent; a second
+#             `up` only checks (and revives dead sshd/dockerd in the hosts).
+#   down      remove the hosts, their volumes, the network and the state dir.
+#             --images also removes the rd-* images.
+#   status    print what is up; exit 0 only if all hosts are healthy.
+#   docker    make sure a Docker engine is installed and running.
+#   images    make sure the images are built (docker build, cached).
+#
+# Needs root, Debian (apt-get), and Go for the tiny server (/usr/local/go/bin/go
+# or `go` in PATH). Only talks to loopback and to the network it creates.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd -- "$SCRIPT_DIR/../.." && pwd)
+readonly SCRIPT_DIR REPO_ROOT
+readonly STATE_DIR="$SCRIPT_DIR/state"
+readonly IMAGES_DIR="$REPO_ROOT/testdata/images"
+
+readonly NETWORK=rdtb-net
+readonly SUBNET=172.30.77.0/24
+readonly IP_PREFIX=172.30.77.
+readonly IP_OFFSET=10
+readonly HOST_PREFIX=rdtb-host-
+readonly MAX_HOSTS=50
+readonly LABEL=rdtb.testbed
+readonly BASE_IMAGE=debian:bookworm-slim
+readonly DESKTOP_IMAGE=rd-desktop:latest
+readonly TINY_IMAGE=rd-tiny:latest
+readonly DOCKERHOST_IMAGE=rd-dockerhost:latest
+readonly LOADED_IMAGES=("$DESKTOP_IMAGE" "$TINY_IMAGE")
+readonly HOST_KEY_TYPES=(ed25519 ecdsa rsa)
+readonly DOCKERD_LOG=/var/log/rd-dockerd.log
+readonly DEBIAN_MIRROR=${TESTBED_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+readonly DEBIAN_SECURITY_MIRROR=${TESTBED_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+
+# Flags that let a container run its own dockerd without --privileged (the
+# machine's capability bounding set lacks CAP_SYS_RESOURCE).
+readonly HOST_RUN_FLAGS=(
+	--cap-add ALL --cap-drop SYS_RESOURCE
+	--security-opt seccomp=unconfined
+	--security-opt apparmor=unconfined
+	--security-opt systempaths=unconfined
+	-v /sys/fs/cgroup:/sys/fs/cgroup:rw --cgroupns host
+	--tmpfs /run --tmpfs /tmp
+)
+
+START_TIME=$(date +%s.%N)
+
+log() { printf 'testbed: %s\n' "$*" >&2; }
+die() {
+	printf 'testbed: ERROR: %s\n' "$*" >&2
+	exit 1
+}
+elapsed() { awk -v s="$START_TIME" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }'; }
+
+host_name() { printf '%s%d' "$HOST_PREFIX" "$1"; }
+host_ip() { printf '%s%d' "$IP_PREFIX" $(($1 + IP_OFFSET)); }
+
+# ---------------------------------------------------------------------------
+# Packages and the Docker engine
+
+APT_UPDATED=0
+# ensure_pkgs CMD:PKG...: install (with one apt-get update) the packages whose
+# command is missing.
+ensure_pkgs() {
+	local pair missing=()
+	for pair in "$@"; do
+		command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+	done
+	((${#missing[@]})) || return 0
+	[[ $(id -u) -eq 0 ]] || die "need root to install: ${missing[*]}"
+	command -v apt-get >/dev/null 2>&1 || die "no apt-get; install by hand: ${missing[*]}"
+	if ((APT_UPDATED == 0)); then
+		log "apt-get update"
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+		APT_UPDATED=1
+	fi
+	log "installing: ${missing[*]}"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+docker_answers() { docker info >/dev/null 2>&1; }
+
+cmd_docker() {
+	# Some machines have a docker CLI but no engine: test for dockerd.
+	ensure_pkgs dockerd:docker.io docker:docker.io
+	docker_answers && return 0
+	local pid=""
+	if [[ -s /var/run/docker.pid ]]; then
+		pid=$(cat /var/run/docker.pid)
+		[[ -d /proc/$pid && $(cat "/proc/$pid/comm" 2>/dev/null) == dockerd ]] || pid=""
+	fi
+	if [[ -z $pid ]]; then
+		log "starting dockerd (log: $DOCKERD_LOG)"
+		# 9>&-: the daemon must not keep the lock of this script.
+		nohup setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null 9>&- &
+	else
+		log "dockerd (pid $pid) runs but does not answer yet; waiting"
+	fi
+	local i
+	for ((i = 0; i < 600; i++)); do
+		docker_answers && {
+			log "docker engine is up"
+			return 0
+		}
+		sleep 0.1
+	done
+	tail -n 30 "$DOCKERD_LOG" >&2 || true
+	die "dockerd did not answer within 60 s (log: $DOCKERD_LOG)"
+}
+
+# ---------------------------------------------------------------------------
+# Images
+
+# make_base_image: debian:bookworm-slim from debootstrap, when there is no
+# registry to pull it from. Configured like Debian's official slim image
+# (no docs, man pages or locales; apt caches cleaned).
+make_base_image() {
+	docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 && return 0
+	ensure_pkgs debootstrap:debootstrap
+	local root t0
+	t0=$(date +%s)
+	root=$(mktemp -d /var/tmp/rdtb-rootfs.XXXXXX)
+	log "building $BASE_IMAGE with debootstrap in $root (about 30 s)"
+	if ! debootstrap --variant=minbase bookworm "$root" "$DEBIAN_MIRROR" >"$root.log" 2>&1; then
+		tail -n 30 "$root.log" >&2
+		cleanup_rootfs "$root"
+		die "debootstrap failed"
+	fi
+	# debootstrap may leave proc/sys/dev mounted in the target (it bind-mounts
+	# /dev when run inside a container): unmount before deleting anything.
+	unmount_under "$root"
+	cat >"$root/etc/dpkg/dpkg.cfg.d/docker" <<-'EOF'
+		# As in Debian's "slim" images: files containers rarely need.
+		path-exclude /usr/share/doc/*
+		path-include /usr/share/doc/*/copyright
+		path-exclude /usr/share/groff/*
+		path-exclude /usr/share/info/*
+		path-exclude /usr/share/linda/*
+		path-exclude /usr/share/lintian/*
+		path-exclude /usr/share/locale/*
+		path-exclude /usr/share/man/*
+	EOF
+	cat >"$root/etc/apt/apt.conf.d/docker-clean" <<-'EOF'
+		DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+		APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+		Dir::Cache::pkgcache "";
+		Dir::Cache::srcpkgcache "";
+	EOF
+	printf 'Acquire::Languages "none";\n' >"$root/etc/apt/apt.conf.d/docker-no-languages"
+	printf 'Acquire::GzipIndexes "true";\n' >"$root/etc/apt/apt.conf.d/docker-gzip-indexes"
+	printf 'APT::AutoRemove::SuggestsImportant "false";\n' >"$root/etc/apt/apt.conf.d/docker-autoremove-suggests"
+	rm -f "$root/etc/apt/sources.list"
+	cat >"$root/etc/apt/sources.list.d/debian.sources" <<-EOF
+		Types: deb
+		URIs: $DEBIAN_MIRROR
+		Suites: bookworm bookworm-updates
+		Components: main
+		Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+		Types: deb
+		URIs: $DEBIAN_SECURITY_MIRROR
+		Suites: bookworm-security
+		Components: main
+		Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+	EOF
+	find "$root/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
+	find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete
+	rm -rf --one-file-system "$root"/usr/share/{man,info,groff,lintian,linda,locale}/* \
+		"$root"/var/cache/apt/archives/*.deb "$root"/var/cache/apt/*.bin \
+		"$root"/var/lib/apt/lists/* "${root:?}"/var/log/* "${root:?}"/dev/* \
+		"${root:?}"/tmp/* "$root/debootstrap"
+	tar --numeric-owner -C "$root" -c . |
+		docker import --change 'CMD ["bash"]' - "$BASE_IMAGE" >/dev/null
+	cleanup_rootfs "$root"
+	log "built $BASE_IMAGE in $(($(date +%s) - t0)) s"
+}
+
+# unmount_under DIR: unmount everything mounted below DIR, deepest first.
+unmount_under() {
+	local dir=$1 m
+	while read -r m; do
+		umount -l "$m" || die "cannot unmount $m"
+	done < <(awk -v d="$dir/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r)
+}
+
+cleanup_rootfs() {
+	local root=$1
+	unmount_under "$root"
+	rm -rf --one-file-system "$root" "$root.log"
+}
+
+go_binary() {
+	if command -v go >/dev/null 2>&1; then
+		command -v go
+	elif [[ -x /usr/local/go/bin/go ]]; then
+		echo /usr/local/go/bin/go
+	else
+		ensure_pkgs go:golang-go
+		command -v go
+	fi
+}
+
+# build_tiny_binary: the rd-tiny server, static (no cgo). No -trimpath: that
+# would recompile the whole standard library instead of reusing the cache
+# that the project's own builds leave.
+build_tiny_binary() {
+	local go
+	go=$(go_binary)
+	(
+		cd "$IMAGES_DIR/tiny"
+		CGO_ENABLED=0 GOWORK=off GOFLAGS='' GOTOOLCHAIN=local \
+			"$go" build -buildvcs=false -ldflags='-s -w' -o tinyserver .
+	) || die "could not build the tiny server"
+}
+
+# build_image TAG DIR
+build_image() {
+	local tag=$1 dir=$2 t0 logf
+	t0=$(date +%s)
+	logf=$(mktemp "${TMPDIR:-/tmp}/rdtb-build.XXXXXX")
+	# The classic builder: the docker CLI here may lack buildx, and it caches
+	# layers just as well for these simple Dockerfiles.
+	if ! DOCKER_BUILDKIT=0 docker build --force-rm --label "$LABEL.image=1" -t "$tag" "$dir" >"$logf" 2>&1; then
+		tail -n 40 "$logf" >&2
+		rm -f "$logf"
+		die "docker build of $tag failed"
+	fi
+	rm -f "$logf"
+	log "image $tag ready ($(($(date +%s) - t0)) s, $(image_size "$tag"))"
+}
+
+image_size() {
+	docker image inspect -f '{{.Size}}' "$1" | awk '{ printf "%.0f MB", $1 / 1e6 }'
+}
+
+cmd_images() {
+	cmd_docker
+	make_base_image
+	build_tiny_binary
+	build_image "$TINY_IMAGE" "$IMAGES_DIR/tiny"
+	build_image "$DESKTOP_IMAGE" "$IMAGES_DIR/desktop"
+	build_image "$DOCKERHOST_IMAGE" "$IMAGES_DIR/dockerhost"
+	# Builds leave the previous image untagged; drop those.
+	docker image prune -f --filter "label=$LABEL.image=1" >/dev/null 2>&1 || true
+}
+
+# ---------------------------------------------------------------------------
+# Keys and state files
+
+ensure_keys() {
+	local n=$1 i t dir
+	mkdir -p "$STATE_DIR"
+	chmod 0700 "$STATE_DIR"
+	if [[ ! -s $STATE_DIR/id_ed25519 ]]; then
+		log "generating the client key"
+		rm -f "$STATE_DIR/id_ed25519" "$STATE_DIR/id_ed25519.pub"
+		ssh-keygen -q -t ed25519 -N '' -C rdtb-client -f "$STATE_DIR/id_ed25519"
+	fi
+	for ((i = 1; i <= n; i++)); do
+		dir="$STATE_DIR/hostkeys/$(host_name "$i")"
+		mkdir -p "$dir"
+		for t in "${HOST_KEY_TYPES[@]}"; do
+			[[ -s $dir/ssh_host_${t}_key && -s $dir/ssh_host_${t}_key.pub ]] && continue
+			rm -f "$dir/ssh_host_${t}_key" "$dir/ssh_host_${t}_key.pub"
+			ssh-keygen -q -t "$t" -N '' -C "root@$(host_name "$i")" -f "$dir/ssh_host_${t}_key"
+		done
+	done
+}
+
+# host_config_hash I: what a host container is made from. A container whose
+# label differs is recreated.
+host_config_hash() {
+	local i=$1 dir
+	dir="$STATE_DIR/hostkeys/$(host_name "$i")"
+	{
+		docker image inspect -f '{{.Id}}' "$DOCKERHOST_IMAGE"
+		host_ip "$i"
+		cat "$STATE_DIR/id_ed25519.pub" "$dir"/ssh_host_*_key.pub
+		printf '%s\n' "${HOST_RUN_FLAGS[@]}"
+	} | sha256sum | cut -c1-16
+}
+
+write_state_files() {
+	local n=$1 i t ip name tmp
+	tmp=$(mktemp "$STATE_DIR/.tmp.XXXXXX")
+
+	# known_hosts: every host key of every host, straight from the keys we made.
+	: >"$tmp"
+	for ((i = 1; i <= n; i++)); do
+		ip=$(host_ip "$i")
+		for t in "${HOST_KEY_TYPES[@]}"; do
+			printf '%s %s\n' "$ip" "$(cut -d' ' -f1-2 "$STATE_DIR/hostkeys/$(host_name "$i")/ssh_host_${t}_key.pub")" >>"$tmp"
+		done
+	done
+	chmod 0644 "$tmp"
+	mv -f "$tmp" "$STATE_DIR/known_hosts"
+
+	tmp=$(mktemp "$STATE_DIR/.tmp.XXXXXX")
+	{
+		echo "workspace_hosts:"
+		for ((i = 1; i <= n; i++)); do
+			ip=$(host_ip "$i")
+			printf '  - hostname: %s\n    user: root\n    pub_hostname: %s\n    docker_image: %s\n' \
+				"$ip" "$ip" "$DESKTOP_IMAGE"
+		done
+		cat <<-'EOF'
+			container_defaults:
+			  memory_limit: 1g
+			  shm_size: 256m
+			  resolution: 1280x800
+			  cpu_limit: 1
+			session_defaults:
+			  initial_duration: 3600
+			  extension_duration: 1200
+			  max_extensions: 3
+		EOF
+	} >"$tmp"
+	chmod 0644 "$tmp"
+	mv -f "$tmp" "$STATE_DIR/hosts.yml"
+
+	tmp=$(mktemp "$STATE_DIR/.tmp.XXXXXX")
+	{
+		printf '{\n  "hosts": [\n'
+		for ((i = 1; i <= n; i++)); do
+			name=$(host_name "$i")
+			ip=$(host_ip "$i")
+			printf '    {"name": "%s", "ip": "%s", "user": "root", "ssh_port": 22}%s\n' \
+				"$name" "$ip" "$([[ $i -lt $n ]] && echo ,)"
+		done
+		printf '  ],\n'
+		printf '  "network": "%s",\n' "$NETWORK"
+		printf '  "subnet": "%s",\n' "$SUBNET"
+		printf '  "ssh_key": "%s",\n' "$STATE_DIR/id_ed25519"
+		printf '  "known_hosts": "%s",\n' "$STATE_DIR/known_hosts"
+		printf '  "hosts_file": "%s",\n' "$STATE_DIR/hosts.yml"
+		printf '  "desktop_image": "%s",\n' "$DESKTOP_IMAGE"
+		printf '  "tiny_image": "%s"\n' "$TINY_IMAGE"
+		printf '}\n'
+	} >"$tmp"
+	chmod 0644 "$tmp"
+	mv -f "$tmp" "$STATE_DIR/testbed.json"
+}
+
+# ---------------------------------------------------------------------------
+# Network and hosts
+
+ensure_network() {
+	local subnet
+	if subnet=$(docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}}{{end}}' "$NETWORK" 2>/dev/null); then
+		[[ $subnet == "$SUBNET" ]] ||
+			die "network $NETWORK exists with subnet '$subnet', not $SUBNET; run: $0 down"
+		return 0
+	fi
+	log "creating network $NETWORK ($SUBNET)"
+	docker network create --driver bridge --subnet "$SUBNET" --label "$LABEL=1" "$NETWORK" >/dev/null
+}
+
+# create_host I: (re)create and start container rdtb-host-I.
+create_host() {
+	local i=$1 name ip hash dir t
+	name=$(host_name "$i")
+	ip=$(host_ip "$i")
+	hash=$(host_config_hash "$i")
+	dir="$STATE_DIR/hostkeys/$name"
+	docker rm -f "$name" >/dev/null 2>&1 || true
+	docker volume create --label "$LABEL=1" "$name-data" >/dev/null
+	docker create --name "$name" --hostname "$name" \
+		--network "$NETWORK" --ip "$ip" \
+		--label "$LABEL=1" --label "$LABEL.config=$hash" \
+		"${HOST_RUN_FLAGS[@]}" \
+		-v "$name-data:/var/lib/docker" \
+		"$DOCKERHOST_IMAGE" >/dev/null
+	# Host keys and root's authorized_keys go in before the first start, so
+	# sshd starts with them (docker cp keeps owner root and the modes).
+	for t in "${HOST_KEY_TYPES[@]}"; do
+		docker cp "$dir/ssh_host_${t}_key" "$name:/etc/ssh/ssh_host_${t}_key"
+		docker cp "$dir/ssh_host_${t}_key.pub" "$name:/etc/ssh/ssh_host_${t}_key.pub"
+	done
+	docker cp "$STATE_DIR/id_ed25519.pub" "$name:/root/.ssh/authorized_keys"
+	docker start "$name" >/dev/null
+}
+
+# ensure_host I: the container exists with the current configuration and runs.
+ensure_host() {
+	local i=$1 name hash cur running
+	name=$(host_name "$i")
+	hash=$(host_config_hash "$i")
+	if cur=$(docker inspect -f "{{index .Config.Labels \"$LABEL.config\"}} {{.State.Running}}" "$name" 2>/dev/null); then
+		running=${cur#* }
+		cur=${cur%% *}
+		if [[ $cur == "$hash" ]]; then
+			if [[ $running != true ]]; then
+				log "$name: starting"
+				docker start "$name" >/dev/null
+			fi
+			return 0
+		fi
+		log "$name: configuration changed; recreating"
+	else
+		log "$name: creating at $(host_ip "$i")"
+	fi
+	create_host "$i"
+}
+
+# remove_extra_hosts N: remove test-bed hosts numbered above N.
+remove_extra_hosts() {
+	local n=$1 name idx
+	while read -r name; do
+		[[ -n $name ]] || continue
+		idx=${name#"$HOST_PREFIX"}
+		if [[ ! $idx =~ ^[0-9]+$ ]] || ((idx <= n)); then
+			continue
+		fi
+		log "$name: removing (beyond $n hosts)"
+		docker rm -f "$name" >/dev/null
+		docker volume rm -f "$name-data" >/dev/null 2>&1 || true
+		rm -rf "${STATE_DIR:?}/hostkeys/$name"
+	done < <(docker ps -a --filter "label=$LABEL=1" --format '{{.Names}}')
+}
+
+# host_prepare I: revive the daemons (both idempotent, fast when running) and
+# print the images the host lacks or has in another version.
+host_prepare() {
+	local name img want have
+	name=$(host_name "$1")
+	docker exec "$name" tb-dockerd start >&2 || {
+		docker exec "$name" tail -n 20 /var/log/dockerd.log >&2 || true
+		die "$name: dockerd does not answer"
+	}
+	docker exec "$name" tb-sshd start >&2 || die "$name: sshd does not start"
+	for img in "${LOADED_IMAGES[@]}"; do
+		want=$(docker image inspect -f '{{.Id}}' "$img")
+		have=$(docker exec "$name" docker image inspect -f '{{.Id}}' "$img" 2>/dev/null || true)
+		[[ $want == "$have" ]] || echo "$img"
+	done
+}
+
+# load_images N: copy rd-desktop and rd-tiny into every host that lacks them
+# or has another version: one `docker save` of what is needed, then one
+# `docker load` per host, in parallel.
+load_images() {
+	local n=$1 i tmpdir pids=() hosts=() failed=0 t0 need=()
+	tmpdir=$(mktemp -d /var/tmp/rdtb-load.XXXXXX)
+	# Which host needs which image (hosts checked in parallel).
+	for ((i = 1; i <= n; i++)); do
+		host_prepare "$i" >"$tmpdir/need.$i" 2>"$tmpdir/prep.$i" &
+		pids+=("$!")
+	done
+	for ((i = 1; i <= n; i++)); do
+		if ! wait "${pids[i - 1]}"; then
+			cat "$tmpdir/prep.$i" >&2
+			failed=1
+		fi
+	done
+	if ((failed)); then
+		rm -rf "$tmpdir"
+		die "could not prepare the hosts"
+	fi
+	mapfile -t need < <(sort -u "$tmpdir"/need.*)
+	if ((${#need[@]} == 0)); then
+		rm -rf "$tmpdir"
+		return 0
+	fi
+	t0=$(date +%s)
+	log "saving ${need[*]}"
+	docker save -o "$tmpdir/images.tar" "${need[@]}"
+	pids=()
+	for ((i = 1; i <= n; i++)); do
+		[[ -s $tmpdir/need.$i ]] || continue
+		log "$(host_name "$i"): loading $(paste -sd' ' "$tmpdir/need.$i")"
+		{
+			docker exec -i "$(host_name "$i")" docker load -q <"$tmpdir/images.tar" >/dev/null &&
+				docker exec "$(host_name "$i")" docker image prune -f >/dev/null
+		} 2>"$tmpdir/load.$i" &
+		pids+=("$!")
+		hosts+=("$i")
+	done
+	for i in "${!pids[@]}"; do
+		if ! wait "${pids[i]}"; then
+			log "$(host_name "${hosts[i]}"): docker load failed:"
+			cat "$tmpdir/load.${hosts[i]}" >&2
+			failed=1
+		fi
+	done
+	rm -rf "$tmpdir"
+	((failed == 0)) || die "loading images failed"
+	log "loaded images into ${#hosts[@]} host(s) in $(($(date +%s) - t0)) s"
+}
+
+ssh_opts() {
+	printf '%s\n' -F /dev/null \
+		-o BatchMode=yes -o IdentitiesOnly=yes -o IdentityAgent=none \
+		-o StrictHostKeyChecking=yes -o GlobalKnownHostsFile=/dev/null \
+		-o "UserKnownHostsFile=$STATE_DIR/known_hosts" \
+		-o ConnectTimeout=5 -o LogLevel=ERROR \
+		-i "$STATE_DIR/id_ed25519"
+}
+
+# verify_hosts N: over SSH with strict host-key checking, every host has the
+# same rd-desktop and rd-tiny as this machine.
+verify_hosts() {
+	local n=$1 i pids=() failed=0 opts tmpdir
+	mapfile -t opts < <(ssh_opts)
+	tmpdir=$(mktemp -d "${TMPDIR:-/tmp}/rdtb-verify.XXXXXX")
+	local want
+	want="$(docker image inspect -f '{{.Id}}' "$DESKTOP_IMAGE") $(docker image inspect -f '{{.Id}}' "$TINY_IMAGE")"
+	for ((i = 1; i <= n; i++)); do
+		(
+			got=$(ssh "${opts[@]}" "root@$(host_ip "$i")" \
+				docker image inspect -f "'{{.Id}}'" "$DESKTOP_IMAGE" "$TINY_IMAGE" | paste -sd' ')
+			[[ $got == "$want" ]] || {
+				echo "images differ: want '$want', got '$got'"
+				exit 1
+			}
+		) >"$tmpdir/$i" 2>&1 &
+		pids+=("$!")
+	done
+	for ((i = 1; i <= n; i++)); do
+		if ! wait "${pids[i - 1]}"; then
+			log "$(host_name "$i") ($(host_ip "$i")): SSH check FAILED:"
+			sed 's/^/    /' "$tmpdir/$i" >&2
+			failed=1
+		fi
+	done
+	rm -rf "$tmpdir"
+	((failed == 0)) || die "test bed is not usable"
+}
+
+parse_count() {
+	local n=${1:-${TESTBED_HOSTS:-3}}
+	if [[ ! $n =~ ^[0-9]+$ ]] || ((n < 1 || n > MAX_HOSTS)); then
+		die "number of hosts must be 1..$MAX_HOSTS (got '$n')"
+	fi
+	echo "$n"
+}
+
+cmd_up() {
+	local n i
+	n=$(parse_count "${1:-}")
+	ensure_pkgs ssh:openssh-client ssh-keygen:openssh-client
+	cmd_images
+	ensure_keys "$n"
+	ensure_network
+	remove_extra_hosts "$n"
+	for ((i = 1; i <= n; i++)); do
+		ensure_host "$i"
+	done
+	write_state_files "$n"
+	load_images "$n"
+	verify_hosts "$n"
+	log "up: $n host(s) ready in $(elapsed) s; state in $STATE_DIR"
+	for ((i = 1; i <= n; i++)); do
+		log "  $(host_name "$i")  root@$(host_ip "$i")"
+	done
+}
+
+cmd_down() {
+	local images=0 names
+	case "${1:-}" in
+	"") ;;
+	--images) images=1 ;;
+	*) die "usage: $0 down [--images]" ;;
+	esac
+	if ! docker_answers; then
+		log "docker is not running; removing the state dir only"
+		rm -rf "${STATE_DIR:?}"
+		return 0
+	fi
+	names=$(docker ps -aq --filter "label=$LABEL=1")
+	if [[ -n $names ]]; then
+		log "removing host containers"
+		# shellcheck disable=SC2086 # word splitting of IDs is intended
+		docker rm -f $names >/dev/null
+	fi
+	names=$(docker volume ls -q --filter "label=$LABEL=1")
+	if [[ -n $names ]]; then
+		log "removing volumes"
+		# shellcheck disable=SC2086
+		docker volume rm -f $names >/dev/null
+	fi
+	if docker network inspect "$NETWORK" >/dev/null 2>&1; then
+		log "removing network $NETWORK"
+		docker network rm "$NETWORK" >/dev/null
+	fi
+	rm -rf "${STATE_DIR:?}"
+	if ((images)); then
+		log "removing images"
+		docker image rm -f "$DESKTOP_IMAGE" "$TINY_IMAGE" "$DOCKERHOST_IMAGE" >/dev/null 2>&1 || true
+	fi
+	log "down ($(elapsed) s)"
+}
+
+cmd_status() {
+	local ok=0 name ip st img id opts
+	if ! docker_answers; then
+		echo "docker: not running"
+		return 1
+	fi
+	echo "docker: running ($(docker version -f '{{.Server.Version}}' 2>/dev/null))"
+	for img in "$BASE_IMAGE" "$DESKTOP_IMAGE" "$TINY_IMAGE" "$DOCKERHOST_IMAGE"; do
+		if id=$(docker image inspect -f '{{.Id}}' "$img" 2>/dev/null); then
+			printf 'image: %-22s %s %s\n' "$img" "${id:7:12}" "$(image_size "$img")"
+		else
+			printf 'image: %-22s missing\n' "$img"
+			ok=1
+		fi
+	done
+	if docker network inspect "$NETWORK" >/dev/null 2>&1; then
+		echo "network: $NETWORK $SUBNET"
+	else
+		echo "network: $NETWORK missing"
+		ok=1
+	fi
+	if [[ -f $STATE_DIR/testbed.json ]]; then
+		echo "state: $STATE_DIR"
+	else
+		echo "state: none"
+		ok=1
+	fi
+	mapfile -t opts < <(ssh_opts)
+	local found=0
+	while read -r name st; do
+		[[ -n $name ]] || continue
+		found=1
+		ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$NETWORK\").IPAddress}}" "$name" 2>/dev/null || true)
+		local d="-" s="-" c="-"
+		if [[ $st == running ]]; then
+			d=down s=down
+			if docker exec "$name" tb-dockerd status >/dev/null 2>&1; then d=up; else ok=1; fi
+			if docker exec "$name" tb-sshd status >/dev/null 2>&1; then s=up; else ok=1; fi
+			if [[ -f $STATE_DIR/known_hosts ]]; then
+				c=$(ssh "${opts[@]}" "root@$ip" docker ps -q </dev/null 2>/dev/null | wc -l) || c="?"
+			fi
+		else
+			ok=1
+		fi
+		printf 'host: %-12s %-14s %-8s dockerd=%-5s sshd=%-5s containers=%s\n' "$name" "$ip" "$st" "$d" "$s" "$c"
+	done < <(docker ps -a --filter "label=$LABEL=1" --format '{{.Names}} {{.State}}' | sort -V)
+	((found)) || {
+		echo "hosts: none"
+		ok=1
+	}
+	return "$ok"
+}
+
+# lock: one mutating testbed.sh at a time on this machine (a second `up`
+# waits for the first, then finds everything up).
+lock() {
+	exec 9>"${TMPDIR:-/tmp}/rdtb-testbed.lock"
+	if ! flock -n 9; then
+		log "waiting for another testbed.sh to finish"
+		flock -w 1800 9 || die "timed out waiting for the lock"
+	fi
+}
+
+main() {
+	local cmd=${1:-}
+	shift || true
+	case "$cmd" in
+	up | down | docker | images) lock ;;
+	esac
+	case "$cmd" in
+	up) cmd_up "$@" ;;
+	down) cmd_down "$@" ;;
+	status) cmd_status "$@" ;;
+	docker) cmd_docker ;;
+	images) cmd_images ;;
+	*)
+		sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
+		exit 2
+		;;
+	esac
+}
+
+main "$@"
