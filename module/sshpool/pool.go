@@ -28,6 +28,7 @@ type Pool struct {
 	cfg      Config
 	clientCf *ssh.ClientConfig
 	log      *zap.Logger
+	now      func() time.Time // the clock; tests replace it
 
 	slots  chan struct{} // one token per open or dialing connection
 	dials  chan struct{} // one token per handshake in flight
@@ -71,6 +72,7 @@ func New(cfg Config) *Pool {
 		idle:   make(chan *Conn, cfg.MaxConns),
 		closed: make(chan struct{}),
 		conns:  make(map[*Conn]struct{}),
+		now:    time.Now,
 	}
 	if cfg.HostKeys != nil {
 		p.clientCf = &ssh.ClientConfig{
@@ -87,8 +89,8 @@ func New(cfg Config) *Pool {
 func (p *Pool) Addr() string { return p.cfg.Addr }
 
 // Get checks out a connection for exclusive use: an idle one if there is one
-// (validated with a keepalive round trip; a dead one is discarded and the
-// next tried), else a new one if fewer than MaxConns are open, else the next
+// (validated with a keepalive round trip if idle for ProbeAfter or more; a
+// dead one is discarded and the next tried), else a new one if fewer than MaxConns are open, else the next
 // one put back. ctx bounds only the waiting and dialing.
 func (p *Pool) Get(ctx context.Context) (*Conn, error) {
 	for {
@@ -145,7 +147,15 @@ func (p *Pool) checkout(ctx context.Context, c *Conn) (*Conn, error) {
 		p.discard(c, "pool closed")
 		return nil, ErrClosed
 	}
-	err := c.probe(ctx, p.cfg.KeepaliveTimeout)
+	if c.Dead() {
+		p.probeFailures.Add(1)
+		p.discard(c, "transport closed while idle")
+		return nil, nil
+	}
+	var err error
+	if p.cfg.ProbeAfter < 0 || p.now().Sub(c.idleSince) >= p.cfg.ProbeAfter {
+		err = c.probe(ctx, p.cfg.KeepaliveTimeout)
+	}
 	switch {
 	case err == nil:
 		c.checkedOut.Store(true)
@@ -269,6 +279,7 @@ func (p *Pool) Put(c *Conn, broken bool) {
 	case c.Dead():
 		p.discard(c, "transport closed while checked out")
 	default:
+		c.idleSince = p.now()
 		p.putIdle(c)
 	}
 }
