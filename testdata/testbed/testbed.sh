@@ -71,23 +71,32 @@ host_ip() { printf '%s%d' "$IP_PREFIX" $(($1 + IP_OFFSET)); }
 # Packages and the Docker engine
 
 APT_UPDATED=0
+readonly APT_LOG=/var/log/rd-testbed-apt.log
 # ensure_pkgs CMD:PKG...: install (with one apt-get update) the packages whose
-# command is missing.
+# command is missing. apt's output goes to $APT_LOG.
 ensure_pkgs() {
-	local pair missing=()
+	local pair pkg missing=()
 	for pair in "$@"; do
-		command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+		command -v "${pair%%:*}" >/dev/null 2>&1 && continue
+		pkg=${pair#*:}
+		[[ " ${missing[*]} " == *" $pkg "* ]] || missing+=("$pkg")
 	done
 	((${#missing[@]})) || return 0
 	[[ $(id -u) -eq 0 ]] || die "need root to install: ${missing[*]}"
 	command -v apt-get >/dev/null 2>&1 || die "no apt-get; install by hand: ${missing[*]}"
 	if ((APT_UPDATED == 0)); then
 		log "apt-get update"
-		DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+		DEBIAN_FRONTEND=noninteractive apt-get update >>"$APT_LOG" 2>&1 || {
+			tail -n 20 "$APT_LOG" >&2
+			die "apt-get update failed (log: $APT_LOG)"
+		}
 		APT_UPDATED=1
 	fi
 	log "installing: ${missing[*]}"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >>"$APT_LOG" 2>&1 || {
+		tail -n 20 "$APT_LOG" >&2
+		die "apt-get install failed (log: $APT_LOG)"
+	}
 }
 
 docker_answers() { docker info >/dev/null 2>&1; }
