@@ -156,3 +156,6 @@ func pathEscape(s string) string {
 	}
 	return strings.Join(parts, "/")
 }
+
+// Interface guards
+var _ error = (*APIError)(nil)

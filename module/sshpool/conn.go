@@ -84,50 +84,6 @@ func (c *Conn) probe(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
-// dial opens a TCP connection and runs the SSH handshake on it, both bounded
-// by timeout and by ctx. The deadline is cleared once the handshake is done:
-// from then on the connection's lifetime is the pool's, not ctx's.
-func dial(ctx context.Context, cfg *Config, config *ssh.ClientConfig) (*ssh.Client, error) {
-	ctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
-	defer cancel()
-
-	addr := cfg.Addr
-	tcp, err := cfg.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("connect: %w", err)
-	}
-	deadline, _ := ctx.Deadline()
-	if err := tcp.SetDeadline(deadline); err != nil {
-		_ = tcp.Close()
-		return nil, fmt.Errorf("set handshake deadline: %w", err)
-	}
-	// A cancelled ctx interrupts the handshake at once instead of at the deadline.
-	stop := context.AfterFunc(ctx, func() { _ = tcp.SetDeadline(time.Unix(1, 0)) })
-	sconn, chans, reqs, err := ssh.NewClientConn(tcp, addr, config)
-	interrupted := !stop()
-	if err != nil {
-		_ = tcp.Close()
-		if isTimeout(err) {
-			// Our deadline is ctx's; the conn may notice it before ctx does.
-			ctxErr := ctx.Err()
-			if ctxErr == nil {
-				ctxErr = context.DeadlineExceeded
-			}
-			return nil, fmt.Errorf("handshake: %w (%w)", ctxErr, err)
-		}
-		return nil, err // already says "ssh: handshake failed: ..."
-	}
-	if interrupted {
-		_ = sconn.Close()
-		return nil, fmt.Errorf("handshake: %w", ctx.Err())
-	}
-	if err := tcp.SetDeadline(time.Time{}); err != nil {
-		_ = sconn.Close()
-		return nil, fmt.Errorf("clear handshake deadline: %w", err)
-	}
-	return ssh.NewClient(sconn, chans, reqs), nil
-}
-
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()

@@ -26,7 +26,10 @@ import (
 // the connection.
 func (p *Pool) Do(ctx context.Context, fn func(ctx context.Context, c *ssh.Client) error) error {
 	for attempt := 1; ; attempt++ {
-		c, err := p.Get(ctx)
+		// The retry probes every idle connection it is offered: whatever
+		// killed one connection (an sshd restart) has likely killed its
+		// idle siblings too, before their transports noticed.
+		c, err := p.get(ctx, attempt > 1)
 		if err != nil {
 			return err
 		}

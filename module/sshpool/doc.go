@@ -2,12 +2,14 @@
 // Go counterpart of the seed's per-host paramiko pool.
 //
 // A Pool dials on demand up to Config.MaxConns connections and never more,
-// under any concurrency. Get validates an idle connection with a
-// keepalive@openssh.com round trip before handing it out and replaces a dead
-// one transparently; Put validates again on the way back. Do wraps Get/Put
-// and retries an operation once on a fresh connection when the transport
-// died under it, so a restarted sshd or a dropped TCP connection costs a
-// retry, not an error.
+// under any concurrency, and at most Config.MaxDialing handshakes at once
+// (sshd drops surplus unauthenticated connections). Get validates an idle
+// connection with a keepalive@openssh.com round trip before handing it out
+// (unless it was put back healthy less than Config.ProbeAfter ago) and
+// replaces a dead one transparently; Put validates again on the way back.
+// Do wraps Get/Put and retries an operation once, on a validated connection,
+// when the transport died under it, so a restarted sshd or a dropped TCP
+// connection costs a retry, not an error.
 //
 // A request's context bounds only waiting and dialing. A connection's
 // lifetime belongs to the pool: it ends when it is found dead, reported

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -44,20 +43,6 @@ type Pool struct {
 	probeFailures, dialFailures atomic.Int64
 }
 
-// Stats is a snapshot of a pool's counters.
-type Stats struct {
-	Open          int   // connections open now (idle + in use)
-	Idle          int   // open and ready for Get
-	InUse         int   // checked out
-	Dialing       int   // being dialed now (they hold a slot too)
-	Waiting       int   // Get calls waiting for a connection
-	Dialed        int64 // connections ever established
-	DialFailures  int64 // dials that failed
-	Discarded     int64 // connections closed because broken, dead or failing the keepalive
-	ProbeFailures int64 // idle connections found dead on checkout
-	Retried       int64 // Do calls that retried on a fresh connection
-}
-
 // New returns an empty pool for cfg; connections are dialed on demand.
 func New(cfg Config) *Pool {
 	cfg = cfg.withDefaults()
@@ -93,6 +78,13 @@ func (p *Pool) Addr() string { return p.cfg.Addr }
 // dead one is discarded and the next tried), else a new one if fewer than MaxConns are open, else the next
 // one put back. ctx bounds only the waiting and dialing.
 func (p *Pool) Get(ctx context.Context) (*Conn, error) {
+	return p.get(ctx, false)
+}
+
+// get is Get; probe=true validates every idle connection however recently
+// it was used (Do's retry after a lost connection, whose siblings are
+// suspect).
+func (p *Pool) get(ctx context.Context, probe bool) (*Conn, error) {
 	for {
 		if p.Closed() {
 			return nil, ErrClosed
@@ -100,49 +92,55 @@ func (p *Pool) Get(ctx context.Context) (*Conn, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("get ssh connection to %s: %w", p.cfg.Addr, err)
 		}
-		// Prefer an idle connection; dial only when there is none.
-		select {
-		case c := <-p.idle:
-			if c, err := p.checkout(ctx, c); c != nil || err != nil {
-				return c, err
-			}
-			continue
-		default:
+		idle, slot, err := p.next(ctx)
+		if err != nil {
+			return nil, err
 		}
-		select {
-		case p.slots <- struct{}{}:
-			if c, err := p.dialSlot(ctx); c != nil || err != nil {
-				return c, err
-			}
-			continue
-		default:
+		var c *Conn
+		if slot {
+			c, err = p.dialSlot(ctx, probe)
+		} else {
+			c, err = p.checkout(ctx, idle, probe)
 		}
-		p.waiting.Add(1)
-		select {
-		case c := <-p.idle:
-			p.waiting.Add(-1)
-			if c, err := p.checkout(ctx, c); c != nil || err != nil {
-				return c, err
-			}
-		case p.slots <- struct{}{}:
-			p.waiting.Add(-1)
-			if c, err := p.dialSlot(ctx); c != nil || err != nil {
-				return c, err
-			}
-		case <-ctx.Done():
-			p.waiting.Add(-1)
-			return nil, fmt.Errorf("wait for ssh connection to %s (%d open): %w", p.cfg.Addr, p.cfg.MaxConns, ctx.Err())
-		case <-p.closed:
-			p.waiting.Add(-1)
-			return nil, ErrClosed
+		if c != nil || err != nil {
+			return c, err
 		}
+		// The idle connection was dead, or a connection put back while we
+		// waited to dial turned out dead: try again.
+	}
+}
+
+// next waits for an idle connection or a free slot, preferring an idle
+// connection: it dials only when there is none.
+func (p *Pool) next(ctx context.Context) (idle *Conn, slot bool, err error) {
+	select {
+	case c := <-p.idle:
+		return c, false, nil
+	default:
+	}
+	select {
+	case p.slots <- struct{}{}:
+		return nil, true, nil
+	default:
+	}
+	p.waiting.Add(1)
+	defer p.waiting.Add(-1)
+	select {
+	case c := <-p.idle:
+		return c, false, nil
+	case p.slots <- struct{}{}:
+		return nil, true, nil
+	case <-ctx.Done():
+		return nil, false, fmt.Errorf("wait for ssh connection to %s (%d open): %w", p.cfg.Addr, p.cfg.MaxConns, ctx.Err())
+	case <-p.closed:
+		return nil, false, ErrClosed
 	}
 }
 
 // checkout validates an idle connection. It returns the connection if it is
 // alive, (nil, nil) if it was dead and discarded (the caller tries again),
 // or an error if ctx ended during the check (the connection stays pooled).
-func (p *Pool) checkout(ctx context.Context, c *Conn) (*Conn, error) {
+func (p *Pool) checkout(ctx context.Context, c *Conn, probe bool) (*Conn, error) {
 	if p.Closed() {
 		p.discard(c, "pool closed")
 		return nil, ErrClosed
@@ -153,7 +151,7 @@ func (p *Pool) checkout(ctx context.Context, c *Conn) (*Conn, error) {
 		return nil, nil
 	}
 	var err error
-	if p.cfg.ProbeAfter < 0 || p.now().Sub(c.idleSince) >= p.cfg.ProbeAfter {
+	if probe || p.cfg.ProbeAfter < 0 || p.now().Sub(c.idleSince) >= p.cfg.ProbeAfter {
 		err = c.probe(ctx, p.cfg.KeepaliveTimeout)
 	}
 	switch {
@@ -187,82 +185,6 @@ func (p *Pool) dropIdle(reason string) {
 			return
 		}
 	}
-}
-
-// dialSlot dials a new connection for the slot the caller just took. While
-// it waits for a handshake turn, a connection put back is taken instead.
-// Like checkout it returns (nil, nil) when the caller should try again.
-func (p *Pool) dialSlot(ctx context.Context) (*Conn, error) {
-	select {
-	case p.dials <- struct{}{}:
-	default:
-		p.waiting.Add(1)
-		select {
-		case p.dials <- struct{}{}:
-			p.waiting.Add(-1)
-		case c := <-p.idle:
-			p.waiting.Add(-1)
-			<-p.slots
-			return p.checkout(ctx, c)
-		case <-ctx.Done():
-			p.waiting.Add(-1)
-			<-p.slots
-			return nil, fmt.Errorf("wait to dial ssh %s: %w", p.cfg.Addr, ctx.Err())
-		case <-p.closed:
-			p.waiting.Add(-1)
-			<-p.slots
-			return nil, ErrClosed
-		}
-	}
-	p.dialing.Add(1)
-	client, err := p.dialClient(ctx)
-	p.dialing.Add(-1)
-	<-p.dials
-	if err != nil {
-		<-p.slots
-		p.dialFailures.Add(1)
-		p.log.Warn("ssh dial failed", zap.Error(err))
-		return nil, fmt.Errorf("dial ssh %s@%s: %w", p.cfg.User, p.cfg.Addr, err)
-	}
-	c := newConn(client)
-	p.mu.Lock()
-	if p.isClosed {
-		p.mu.Unlock()
-		_ = client.Close()
-		<-p.slots
-		return nil, ErrClosed
-	}
-	p.conns[c] = struct{}{}
-	p.mu.Unlock()
-	p.dialed.Add(1)
-	c.checkedOut.Store(true)
-	p.inUse.Add(1)
-	p.log.Debug("ssh connection established", zap.Int("open", len(p.slots)))
-	return c, nil
-}
-
-// dialClient dials once more, after a short pause, if the first attempt was
-// cut off by the host (reset, EOF, refused): what sshd does to surplus
-// handshakes under MaxStartups pressure, or while it restarts. A timeout,
-// a host key or an authentication failure is final.
-func (p *Pool) dialClient(ctx context.Context) (*ssh.Client, error) {
-	if p.clientCf == nil {
-		return nil, errors.New("no host key checker configured (Config.HostKeys is nil)")
-	}
-	client, err := dial(ctx, &p.cfg, p.clientCf)
-	if err == nil || !IsConnectionError(err) || isTimeout(err) || ctx.Err() != nil {
-		return client, err
-	}
-	pause := 50*time.Millisecond + rand.N(100*time.Millisecond)
-	p.log.Info("ssh dial cut off; retrying once", zap.Duration("after", pause), zap.Error(err))
-	t := time.NewTimer(pause)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-		return nil, err
-	}
-	return dial(ctx, &p.cfg, p.clientCf)
 }
 
 // Put returns a connection taken with Get. broken=true (or a connection whose
@@ -359,23 +281,4 @@ drain:
 		return fmt.Errorf("close ssh pool %s: %w", p.cfg.Addr, err)
 	}
 	return nil
-}
-
-// Stats returns a snapshot of the pool's counters.
-func (p *Pool) Stats() Stats {
-	p.mu.Lock()
-	open := len(p.conns)
-	p.mu.Unlock()
-	return Stats{
-		Open:          open,
-		Idle:          len(p.idle),
-		InUse:         int(p.inUse.Load()),
-		Dialing:       int(p.dialing.Load()),
-		Waiting:       int(p.waiting.Load()),
-		Dialed:        p.dialed.Load(),
-		DialFailures:  p.dialFailures.Load(),
-		Discarded:     p.discarded.Load(),
-		ProbeFailures: p.probeFailures.Load(),
-		Retried:       p.retried.Load(),
-	}
 }
