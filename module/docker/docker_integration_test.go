@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +24,9 @@ import (
 
 // testPrefix starts the name of everything these tests create.
 const testPrefix = "rdtest-"
+
+// sweepOnce removes what earlier, crashed runs left behind.
+var sweepOnce sync.Once
 
 type env struct {
 	tb    *testbed.Testbed
@@ -41,6 +45,11 @@ func setup(t *testing.T) *env {
 	}
 	p := sshpool.New(sshpool.Config{Addr: host.Addr(), User: host.User, Auth: tb.Auth(t), HostKeys: hk})
 	t.Cleanup(func() { _ = p.Close() })
+	sweepOnce.Do(func() {
+		for _, h := range tb.Hosts {
+			testbed.SweepStale(t, h, testPrefix, 15*time.Minute)
+		}
+	})
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return &env{tb: tb, host: host, pool: p, runID: hex.EncodeToString(b)}

@@ -210,3 +210,41 @@ func DumpOnFailure(t testing.TB, host Host, container string) {
 		t.Logf("logs of %s:\n%s", container, out)
 	})
 }
+
+// SweepStale removes, on host, the containers and networks whose names start
+// with prefix and that are older than age: leftovers of runs that died
+// before their cleanup (a host that went away mid-test). The age spares
+// resources of runs still going on.
+func SweepStale(t testing.TB, host Host, prefix string, age time.Duration) {
+	t.Helper()
+	for _, kind := range []string{"container", "network"} {
+		list := []string{"docker", "container", "ls", "-a"}
+		if kind == "network" {
+			list = []string{"docker", "network", "ls"}
+		}
+		out, err := TryExec(host, append(list, "--filter", "name=^"+prefix, "--format", "{{.ID}}|{{.CreatedAt}}")...)
+		if err != nil {
+			t.Logf("testbed: list stale %ss: %v", kind, err)
+			continue
+		}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			id, created, ok := strings.Cut(line, "|")
+			if !ok {
+				continue
+			}
+			when, err := time.Parse("2006-01-02 15:04:05.999999999 -0700 MST", created)
+			if err != nil || time.Since(when) < age {
+				continue
+			}
+			rm := []string{"docker", "container", "rm", "-f", id}
+			if kind == "network" {
+				rm = []string{"docker", "network", "rm", id}
+			}
+			if _, err := TryExec(host, rm...); err != nil {
+				t.Logf("testbed: remove stale %s %s: %v", kind, id, err)
+			} else {
+				t.Logf("testbed: removed stale %s %s (created %s)", kind, id, created)
+			}
+		}
+	}
+}
