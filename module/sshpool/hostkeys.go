@@ -49,6 +49,7 @@ type HostKeyChecker interface {
 // KnownHosts returns a checker backed by an OpenSSH known_hosts file. An
 // empty path means ~/.ssh/known_hosts. Hashed host names, [host]:port entries
 // for ports other than 22, @cert-authority and @revoked lines are honoured.
+// The file is read once: after editing it, make a new checker (and pool).
 func KnownHosts(path string) (HostKeyChecker, error) {
 	if path == "" {
 		home, err := os.UserHomeDir()

@@ -230,6 +230,32 @@ func TestIntegrationSSHDRestartUnderWarmPool(t *testing.T) {
 	})
 }
 
+// A socket sshd cannot connect to (as when dockerd is down) is an
+// operation's failure, not the connection's: no retry, nothing discarded.
+func TestIntegrationRefusedChannelKeepsConnection(t *testing.T) {
+	tb := testbed.Load(t)
+	p := sshpool.New(tbConfig(t, tb, tb.Host(t, 0)))
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var calls atomic.Int64
+	err := p.Do(ctx, func(ctx context.Context, c *ssh.Client) error {
+		calls.Add(1)
+		return docker.New(docker.SSHDialer(c, "/run/rdtest-no-such.sock")).Ping(ctx)
+	})
+	var openErr *ssh.OpenChannelError
+	if !errors.As(err, &openErr) {
+		t.Fatalf("Do = %v; want an ssh.OpenChannelError", err)
+	}
+	t.Logf("error: %v", err)
+	if st := p.Stats(); calls.Load() != 1 || st.Discarded != 0 || st.Retried != 0 || st.Idle != 1 {
+		t.Fatalf("fn ran %d times; pool %+v; want one call and the connection kept", calls.Load(), st)
+	}
+	if err := p.Do(ctx, dockerPing); err != nil {
+		t.Fatalf("Do(ping) on the kept connection: %v", err)
+	}
+}
+
 func warmPool(t testing.TB, ctx context.Context, p *sshpool.Pool, n int) {
 	t.Helper()
 	conns := make([]*sshpool.Conn, 0, n)
