@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/ctf-desktops/caddy-remote-desktop/module/config"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/session"
 )
 
 func init() {
@@ -80,8 +82,15 @@ type App struct {
 	// session is destroyed, as the seed did). Default: keep.
 	ShutdownPolicy string `json:"shutdown_policy,omitempty"`
 
+	// Name of this deployment, put on its containers as a label: the reaper
+	// only ever touches containers of its own instance, so deployments (or
+	// a staging copy) can share hosts. Default: default.
+	Instance string `json:"instance,omitempty"`
+
 	logger   *zap.Logger
 	settings config.File
+	rt       *runtime
+	rtKey    string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -115,6 +124,18 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.settings = settings
+
+	// One control plane per process and storage, shared by every config
+	// that uses it (so a reload keeps it; see runtime).
+	storage := ctx.Storage()
+	a.rtKey = "remote_desktop|" + storageName(storage)
+	val, _, err := runtimes.LoadOrNew(a.rtKey, func() (caddy.Destructor, error) {
+		return newRuntime(a, storageStore{storage: storage, logger: a.logger.Named("storage")}), nil
+	})
+	if err != nil {
+		return err
+	}
+	a.rt = val.(*runtime)
 	return nil
 }
 
@@ -141,6 +162,9 @@ func (a *App) setDefaults() {
 	}
 	if a.ShutdownPolicy == "" {
 		a.ShutdownPolicy = "keep"
+	}
+	if a.Instance == "" {
+		a.Instance = session.DefaultInstance
 	}
 }
 
@@ -219,6 +243,9 @@ func (a *App) Validate() error {
 	default:
 		return fmt.Errorf("shutdown_policy: %q is neither keep nor destroy", a.ShutdownPolicy)
 	}
+	if !instanceRE.MatchString(a.Instance) {
+		return fmt.Errorf("instance: %q must be 1-32 of a-z, 0-9, '.', '_', '-'", a.Instance)
+	}
 	if a.MaxConnections < 1 {
 		return fmt.Errorf("max_connections: must be at least 1, got %d", a.MaxConnections)
 	}
@@ -237,15 +264,32 @@ func (a *App) Validate() error {
 	return nil
 }
 
-// Start implements caddy.App.
-func (a *App) Start() error { return nil }
+var instanceRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,31}$`)
 
-// Stop implements caddy.App.
+// Start applies this config to the control plane, starting it the first
+// time: stored sessions are loaded and reconciled, hosts are checked, the
+// reaper runs.
+func (a *App) Start() error {
+	return a.rt.apply(a)
+}
+
+// Stop implements caddy.App. The control plane outlives this config; it is
+// stopped in Cleanup once no config uses it.
 func (a *App) Stop() error { return nil }
+
+// Cleanup drops this config's reference to the control plane.
+func (a *App) Cleanup() error {
+	if a.rt != nil {
+		_, err := runtimes.Delete(a.rtKey)
+		return err
+	}
+	return nil
+}
 
 // Interface guards
 var (
-	_ caddy.App         = (*App)(nil)
-	_ caddy.Provisioner = (*App)(nil)
-	_ caddy.Validator   = (*App)(nil)
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
 )

@@ -16,10 +16,12 @@ import (
 func init() {
 	httpcaddyfile.RegisterGlobalOption("remote_desktop", parseGlobalOption)
 	httpcaddyfile.RegisterHandlerDirective("remote_desktop", parseHandlerDirective)
-	// After authentication handlers (basic_auth, forward_auth), before the
-	// reverse_proxy that usually passes everything else on to CTFd, so no
-	// `order` line is needed.
-	httpcaddyfile.RegisterDirectiveOrder("remote_desktop", httpcaddyfile.Before, "reverse_proxy")
+	// Right after the authentication handlers (basic_auth, forward_auth),
+	// before encode, handle/route and the handlers that respond
+	// (respond, reverse_proxy to CTFd): it serves only its own path and
+	// passes everything else on, so no `order` line is needed, and its
+	// event stream and websockets are never wrapped by encode.
+	httpcaddyfile.RegisterDirectiveOrder("remote_desktop", httpcaddyfile.After, "forward_auth")
 }
 
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
@@ -66,6 +68,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	        orphan_grace       <duration>
 //	        event_log_size     <n>
 //	        shutdown_policy    keep|destroy
+//	        instance           <name>
 //	    }
 //	}
 //
@@ -130,6 +133,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = durationArg(d, &a.ProbeInterval)
 		case "orphan_grace":
 			err = durationArg(d, &a.OrphanGrace)
+		case "instance":
+			err = stringArg(d, &a.Instance)
 		case "event_log_size":
 			err = intArg(d, &a.EventLogSize)
 		case "shutdown_policy":
@@ -265,6 +270,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    path_prefix        <path>
 //	    stream_close_delay <duration>
 //	    allowed_origins    <scheme://host>...
+//	    login_url          <path or URL>
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -291,6 +297,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = stringArg(d, &h.PathPrefix)
 		case "stream_close_delay":
 			err = durationArg(d, &h.StreamCloseDelay)
+		case "login_url":
+			err = stringArg(d, &h.LoginURL)
 		case "allowed_origins":
 			h.AllowedOrigins = append(h.AllowedOrigins, d.RemainingArgs()...)
 			if len(h.AllowedOrigins) == 0 {

@@ -9,7 +9,12 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
+
+	"github.com/ctf-desktops/caddy-remote-desktop/module/proxy"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/web"
 )
 
 func init() {
@@ -40,8 +45,14 @@ type Handler struct {
 	// make state-changing requests and open desktop websockets.
 	AllowedOrigins []string `json:"allowed_origins,omitempty"`
 
+	// Where pages send visitors who are not logged in (with ?next=).
+	// Default: /login (CTFd's) with the ctfd identity, none otherwise.
+	LoginURL string `json:"login_url,omitempty"`
+
 	identity Identifier
 	logger   *zap.Logger
+	web      *web.Server
+	proxy    *reverseproxy.Handler
 }
 
 // CaddyModule returns the Caddy module information.
@@ -71,6 +82,59 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("load identity source: %w", err)
 	}
 	h.identity = mod.(Identifier)
+	if _, isCTFd := mod.(*CTFdIdentity); isCTFd && h.LoginURL == "" {
+		h.LoginURL = "/login"
+	}
+
+	appIface, err := ctx.App("remote_desktop")
+	if err != nil {
+		return fmt.Errorf("remote_desktop app: %w", err)
+	}
+	rt := appIface.(*App).rt
+
+	// Caddy's own reverse proxy carries the desktop traffic (websockets over
+	// HTTP/1.1, 2 and 3, no buffering), with the session's address as its
+	// only upstream, chosen per request after authorization.
+	h.proxy = &reverseproxy.Handler{
+		DynamicUpstreams: proxy.Upstreams{},
+		FlushInterval:    -1,
+		StreamCloseDelay: h.StreamCloseDelay,
+		Headers: &headers.Handler{Response: &headers.RespHeaderOps{
+			HeaderOps: &headers.HeaderOps{Delete: []string{"Set-Cookie", "Set-Cookie2"}},
+			Deferred:  true,
+		}},
+	}
+	if err := h.proxy.Provision(ctx); err != nil {
+		return fmt.Errorf("provision desktop proxy: %w", err)
+	}
+
+	h.web = &web.Server{
+		Prefix:         h.PathPrefix,
+		Identity:       h.identity,
+		Sessions:       rt.sessions,
+		Hosts:          rt.hosts,
+		Events:         rt.events,
+		AllowedOrigins: h.AllowedOrigins,
+		LoginURL:       h.LoginURL,
+		Prepare:        prepareHost,
+		Done:           ctx.Done(),
+		Logger:         h.logger,
+		Proxy: func(w http.ResponseWriter, r *http.Request, addr string) error {
+			return h.proxy.ServeHTTP(w, r, noNext)
+		},
+	}
+	return nil
+}
+
+// noNext ends the proxy's handler chain: the desktop is the last stop.
+var noNext = caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+
+// Cleanup stops the desktop proxy (after stream_close_delay for open
+// desktop connections).
+func (h *Handler) Cleanup() error {
+	if h.proxy != nil {
+		return h.proxy.Cleanup()
+	}
 	return nil
 }
 
@@ -93,12 +157,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if p != h.PathPrefix && !strings.HasPrefix(p, h.PathPrefix+"/") {
 		return next.ServeHTTP(w, r)
 	}
-	return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("remote desktop routes are not available yet"))
+	h.web.ServeHTTP(w, r)
+	return nil
 }
 
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

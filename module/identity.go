@@ -100,7 +100,7 @@ func (c *CTFdIdentity) Identify(r *http.Request) (identity.User, error) {
 //	    require_verified
 //	}
 func (c *CTFdIdentity) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // source name
+	d.Next()         // source name
 	if d.NextArg() { // `identity ctfd <url>` shorthand
 		c.URL = d.Val()
 		if d.NextArg() {

@@ -120,7 +120,7 @@ func fieldErr(path, format string, args ...any) *FieldError {
 // LocalhostFallback is the configuration used when hosts.yml is missing: the
 // local Docker engine, as in the seed.
 func LocalhostFallback() File {
-	return File{WorkspaceHosts: []Host{{Hostname: "localhost"}}}
+	return File{WorkspaceHosts: []Host{{Hostname: "localhost", PubHostname: "127.0.0.1"}}}
 }
 
 // SetDefaults fills every empty setting with its default.

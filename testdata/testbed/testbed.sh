@@ -457,8 +457,8 @@ host_prepare() {
 }
 
 # load_images N: copy rd-desktop and rd-tiny into every host that lacks them
-# or has another version: one `docker save` of what is needed, then one
-# `docker load` per host, in parallel.
+# or has another version: one `docker save` of what is needed, streamed to
+# one `docker load` per host, in parallel.
 load_images() {
 	local n=$1 i tmpdir pids=() hosts=() failed=0 t0 need=()
 	tmpdir=$(mktemp -d /var/tmp/rdtb-load.XXXXXX)
@@ -482,20 +482,28 @@ load_images() {
 		rm -rf "$tmpdir"
 		return 0
 	fi
+	# Stream one `docker save` to every host that needs something, through
+	# one FIFO per host (no temporary file: the disk is the bottleneck).
 	t0=$(date +%s)
-	log "saving ${need[*]}"
-	docker save -o "$tmpdir/images.tar" "${need[@]}"
+	local fifos=()
 	pids=()
 	for ((i = 1; i <= n; i++)); do
 		[[ -s $tmpdir/need.$i ]] || continue
 		log "$(host_name "$i"): loading $(paste -sd' ' "$tmpdir/need.$i")"
+		mkfifo "$tmpdir/fifo.$i"
 		{
-			docker exec -i "$(host_name "$i")" docker load -q <"$tmpdir/images.tar" >/dev/null &&
+			docker exec -i "$(host_name "$i")" docker load -q >/dev/null &&
 				docker exec "$(host_name "$i")" docker image prune -f >/dev/null
-		} 2>"$tmpdir/load.$i" &
+		} <"$tmpdir/fifo.$i" 2>"$tmpdir/load.$i" &
 		pids+=("$!")
 		hosts+=("$i")
+		fifos+=("$tmpdir/fifo.$i")
 	done
+	# tee -p: a host whose load fails does not stop the others.
+	if ! docker save "${need[@]}" | tee -p "${fifos[@]}" >/dev/null; then
+		log "streaming ${need[*]} failed"
+		failed=1
+	fi
 	for i in "${!pids[@]}"; do
 		if ! wait "${pids[i]}"; then
 			log "$(host_name "${hosts[i]}"): docker load failed:"

@@ -1,0 +1,164 @@
+package hosts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/ctf-desktops/caddy-remote-desktop/module/docker"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/events"
+)
+
+// Check is one start-up/probe check of a host: ssh, docker or image.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Prepare, when set, runs after a host passes its checks and before it
+// enters rotation (the session layer makes its network there); an error
+// keeps the host out of rotation.
+type Prepare func(ctx context.Context, h *Host, d *docker.Client) error
+
+// CheckHost runs the seed's three start-up checks on h: SSH reachable, the
+// Docker daemon answering, the desktop image present (never pulled).
+func CheckHost(ctx context.Context, h *Host, prepare Prepare) []Check {
+	ssh := Check{Name: "ssh"}
+	dock := Check{Name: "docker", Detail: "not reached"}
+	img := Check{Name: "image", Detail: "not reached"}
+	err := h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
+		ssh.OK = true
+		if err := d.Ping(ctx); err != nil {
+			dock.Detail = "docker daemon not answering: " + err.Error()
+			return nil
+		}
+		dock.OK, dock.Detail = true, ""
+		present, err := d.ImagePresent(ctx, h.Config.DockerImage)
+		switch {
+		case err != nil:
+			img.Detail = fmt.Sprintf("inspect image %s: %v", h.Config.DockerImage, err)
+			return nil
+		case !present:
+			img.Detail = fmt.Sprintf("image %s is not on the host (it is never pulled; load it there)", h.Config.DockerImage)
+			return nil
+		}
+		img.OK, img.Detail = true, ""
+		if prepare != nil {
+			if err := prepare(ctx, h, d); err != nil {
+				img.OK, img.Detail = false, "prepare host: "+err.Error()
+			}
+		}
+		return nil
+	})
+	if err != nil && !ssh.OK {
+		ssh.Detail = describeReachError(err)
+	} else if err != nil {
+		dock.OK, dock.Detail = false, err.Error()
+	}
+	return []Check{ssh, dock, img}
+}
+
+func describeReachError(err error) string {
+	s := err.Error()
+	if errors.Is(err, context.DeadlineExceeded) {
+		s = "timed out: " + s
+	}
+	return "ssh: " + s
+}
+
+func summarize(checks []Check) (ok bool, reason string) {
+	var bad []string
+	for _, c := range checks {
+		if !c.OK {
+			bad = append(bad, c.Name+" check failed: "+c.Detail)
+		}
+	}
+	return len(bad) == 0, strings.Join(bad, "; ")
+}
+
+// Probe checks one host now and updates its health. It emits host_check when
+// the result differs from the previous one (always on the first check), so
+// the event log shows every change without repeating itself each interval.
+func (o *Orchestrator) Probe(ctx context.Context, h *Host, timeout time.Duration, prepare Prepare) bool {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	checks := CheckHost(cctx, h, prepare)
+	cancel()
+	if ctx.Err() != nil { // shutting down: a cancelled check says nothing
+		return false
+	}
+	ok, reason := summarize(checks)
+
+	o.mu.Lock()
+	prevChecks, prevHealth := h.checks, h.health
+	o.mu.Unlock()
+	changed := prevHealth == Unknown || ok != (prevHealth == Healthy) || !sameChecks(prevChecks, checks)
+
+	health := Healthy
+	if !ok {
+		health = Unhealthy
+	}
+	if changed {
+		level, msg := "info", fmt.Sprintf("host %s: ssh, docker and image checks passed", h.Name())
+		if !ok {
+			level, msg = "error", fmt.Sprintf("host %s: %s", h.Name(), reason)
+		}
+		o.events.Emit(events.Event{Type: events.HostCheck, Level: level, Host: h.Name(), Message: msg,
+			Data: map[string]any{"checks": checks}})
+	}
+	o.setHealth(h.Name(), health, reason, checks)
+	return ok
+}
+
+func sameChecks(a, b []Check) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name || a[i].OK != b[i].OK {
+			return false
+		}
+	}
+	return true
+}
+
+// ProbeAll checks every host at once and waits for all.
+func (o *Orchestrator) ProbeAll(ctx context.Context, timeout time.Duration, prepare Prepare) {
+	var wg sync.WaitGroup
+	for _, h := range o.Hosts() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o.Probe(ctx, h, timeout, prepare)
+		}()
+	}
+	wg.Wait()
+}
+
+// Run probes every host each interval until ctx ends: healthy hosts so that
+// a dead one leaves rotation within one interval even when idle, unhealthy
+// ones so that they come back on their own.
+func (o *Orchestrator) Run(ctx context.Context, interval, timeout time.Duration, prepare Prepare) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						o.logger.Error("host probe panicked", zap.Any("panic", r), zap.Stack("stack"))
+					}
+				}()
+				o.ProbeAll(ctx, timeout, prepare)
+			}()
+		}
+	}
+}

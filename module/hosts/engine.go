@@ -1,0 +1,69 @@
+package hosts
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/ctf-desktops/caddy-remote-desktop/module/docker"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/sshpool"
+)
+
+// DockerSocket is where the Docker engine listens on a host.
+const DockerSocket = "/var/run/docker.sock"
+
+// Engine is one host's Docker engine, however it is reached.
+type Engine interface {
+	// Do runs fn with a Docker client for the host. An error returned before
+	// fn runs means the host could not be reached (SSH).
+	Do(ctx context.Context, fn func(ctx context.Context, d *docker.Client) error) error
+	// Close releases the engine's connections.
+	Close() error
+}
+
+// SSHEngine reaches a host's Docker socket through a pooled SSH connection,
+// one forwarded channel per request.
+type SSHEngine struct {
+	Pool   *sshpool.Pool
+	Socket string // default DockerSocket
+}
+
+// Do implements Engine.
+func (e *SSHEngine) Do(ctx context.Context, fn func(context.Context, *docker.Client) error) error {
+	socket := e.Socket
+	if socket == "" {
+		socket = DockerSocket
+	}
+	return e.Pool.Do(ctx, func(ctx context.Context, c *ssh.Client) error {
+		return fn(ctx, docker.New(docker.SSHDialer(c, socket)))
+	})
+}
+
+// Close implements Engine.
+func (e *SSHEngine) Close() error { return e.Pool.Close() }
+
+// LocalEngine is the Docker engine on this machine, through its unix socket:
+// the seed's localhost fallback, with no SSH.
+type LocalEngine struct {
+	Socket string // default DockerSocket
+}
+
+// Do implements Engine.
+func (e *LocalEngine) Do(ctx context.Context, fn func(context.Context, *docker.Client) error) error {
+	socket := e.Socket
+	if socket == "" {
+		socket = DockerSocket
+	}
+	// Fail like an unreachable SSH host would: before fn runs.
+	c, err := (&net.Dialer{}).DialContext(ctx, "unix", socket)
+	if err != nil {
+		return fmt.Errorf("reach local docker socket: %w", err)
+	}
+	_ = c.Close()
+	return fn(ctx, docker.New(docker.UnixDialer(socket)))
+}
+
+// Close implements Engine.
+func (e *LocalEngine) Close() error { return nil }

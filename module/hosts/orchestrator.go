@@ -1,0 +1,321 @@
+// Package hosts is the seed's HostOrchestrator: the Docker hosts, their
+// health, and least-loaded placement of sessions on them. Unlike the seed, an
+// unhealthy host is probed again on an interval and returns to rotation on its
+// own, and admins can drain a host.
+package hosts
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/ctf-desktops/caddy-remote-desktop/module/config"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/events"
+)
+
+// Health of a host.
+type Health string
+
+// Health values.
+const (
+	Unknown   Health = "unknown" // not checked yet
+	Healthy   Health = "healthy"
+	Unhealthy Health = "unhealthy"
+)
+
+// Errors from Acquire.
+var (
+	// ErrNoHealthyHost: no host can take a session at all right now.
+	ErrNoHealthyHost = errors.New("no healthy workspace host")
+	// ErrAtCapacity: healthy hosts exist but all are at max_sessions.
+	ErrAtCapacity = errors.New("all workspace hosts are at capacity")
+	// ErrUnknownHost: no host by that name.
+	ErrUnknownHost = errors.New("unknown workspace host")
+)
+
+// Host is one configured Docker host and its state. The state fields are
+// guarded by the Orchestrator's lock; Config and Engine never change.
+type Host struct {
+	Config config.Host
+	Engine Engine
+	// ConnKey identifies how Engine connects (address, user, credentials):
+	// on a config reload, a host whose ConnKey is unchanged keeps its
+	// engine and its warm connections.
+	ConnKey string
+
+	health    Health
+	reason    string
+	since     time.Time
+	lastCheck time.Time
+	checks    []Check
+	drained   bool
+	active    int
+}
+
+// Name is the host's key: its configured hostname.
+func (h *Host) Name() string { return h.Config.Hostname }
+
+// Status is a host as the admin API shows it.
+type Status struct {
+	Name        string    `json:"name"`
+	PubHostname string    `json:"pub_hostname"`
+	Health      Health    `json:"health"`
+	Reason      string    `json:"reason,omitempty"`
+	Since       time.Time `json:"since"`
+	Drained     bool      `json:"drained"`
+	Active      int       `json:"active"`
+	MaxSessions int       `json:"max_sessions"`
+	LastCheck   time.Time `json:"last_check,omitzero"`
+	Checks      []Check   `json:"checks,omitempty"`
+}
+
+// Orchestrator tracks the hosts. One lock guards all host state: operations
+// are short and infrequent. It is never held while calling another
+// component (events are emitted after unlocking).
+type Orchestrator struct {
+	events *events.Log
+	logger *zap.Logger
+	now    func() time.Time
+
+	mu    sync.Mutex
+	hosts []*Host // in configuration order, which breaks load ties
+	freed chan struct{}
+}
+
+// New makes an orchestrator with no hosts; see SetHosts.
+func New(ev *events.Log, logger *zap.Logger) *Orchestrator {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	return &Orchestrator{events: ev, logger: logger, now: time.Now, freed: make(chan struct{})}
+}
+
+// SetClock replaces the time source (tests).
+func (o *Orchestrator) SetClock(now func() time.Time) { o.now = now }
+
+// SetHosts replaces the host list (start-up and config reload). A host whose
+// name and ConnKey are unchanged keeps its state, counts and engine; the
+// returned hosts are the ones whose engines are no longer used, for the
+// caller to close.
+func (o *Orchestrator) SetHosts(next []*Host) (dropped []*Host) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	old := make(map[string]*Host, len(o.hosts))
+	for _, h := range o.hosts {
+		old[h.Name()] = h
+	}
+	out := make([]*Host, 0, len(next))
+	for _, n := range next {
+		if p, ok := old[n.Name()]; ok && p.ConnKey == n.ConnKey {
+			p.Config = n.Config // same connection; settings like max_sessions may change
+			out = append(out, p)
+			delete(old, n.Name())
+			if n.Engine != p.Engine {
+				dropped = append(dropped, n) // the unused new engine
+			}
+			continue
+		}
+		if n.health == "" {
+			n.health, n.since = Unknown, o.now()
+		}
+		if p, ok := old[n.Name()]; ok { // same name, new connection: keep the count
+			n.active, n.drained = p.active, p.drained
+		}
+		out = append(out, n)
+	}
+	for _, h := range old {
+		dropped = append(dropped, h)
+	}
+	o.hosts = out
+	o.signalFreedLocked()
+	return dropped
+}
+
+// Get returns the host with that name.
+func (o *Orchestrator) Get(name string) (*Host, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	h := o.getLocked(name)
+	return h, h != nil
+}
+
+func (o *Orchestrator) getLocked(name string) *Host {
+	for _, h := range o.hosts {
+		if h.Name() == name {
+			return h
+		}
+	}
+	return nil
+}
+
+// Hosts returns every host, in configuration order.
+func (o *Orchestrator) Hosts() []*Host {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]*Host(nil), o.hosts...)
+}
+
+// Acquire picks the least-loaded healthy, undrained host with room, not in
+// exclude, and counts a session on it. Ties go to the host listed first.
+func (o *Orchestrator) Acquire(exclude map[string]bool) (*Host, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var candidates []*Host
+	anyUsable := false
+	for _, h := range o.hosts {
+		if h.health != Healthy || h.drained || exclude[h.Name()] {
+			continue
+		}
+		anyUsable = true
+		if h.Config.MaxSessions > 0 && h.active >= h.Config.MaxSessions {
+			continue
+		}
+		candidates = append(candidates, h)
+	}
+	if len(candidates) == 0 {
+		if anyUsable {
+			return nil, ErrAtCapacity
+		}
+		return nil, ErrNoHealthyHost
+	}
+	sort.SliceStable(candidates, func(i, j int) bool { return candidates[i].active < candidates[j].active })
+	h := candidates[0]
+	h.active++
+	return h, nil
+}
+
+// Adopt counts a session found running on a host (after a restart),
+// whatever its health or capacity.
+func (o *Orchestrator) Adopt(name string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if h := o.getLocked(name); h != nil {
+		h.active++
+	}
+}
+
+// Release gives back a session's slot.
+func (o *Orchestrator) Release(name string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if h := o.getLocked(name); h != nil && h.active > 0 {
+		h.active--
+	}
+	o.signalFreedLocked()
+}
+
+// Freed returns a channel closed the next time capacity may have appeared
+// (a slot released, a host recovered or undrained, hosts reconfigured).
+func (o *Orchestrator) Freed() <-chan struct{} {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.freed
+}
+
+func (o *Orchestrator) signalFreedLocked() {
+	close(o.freed)
+	o.freed = make(chan struct{})
+}
+
+// MarkUnhealthy takes a host out of rotation because an operation on it
+// failed; the probe loop brings it back when its checks pass again.
+func (o *Orchestrator) MarkUnhealthy(name, reason string) {
+	o.setHealth(name, Unhealthy, reason, nil)
+}
+
+// setHealth records a health change and emits host_unhealthy or
+// host_recovered on a transition.
+func (o *Orchestrator) setHealth(name string, health Health, reason string, checks []Check) {
+	o.mu.Lock()
+	h := o.getLocked(name)
+	if h == nil {
+		o.mu.Unlock()
+		return
+	}
+	prev := h.health
+	if checks != nil {
+		h.checks = checks
+		h.lastCheck = o.now()
+	}
+	if prev != health {
+		h.since = o.now()
+	}
+	h.health, h.reason = health, reason
+	if health == Healthy && prev != Healthy {
+		o.signalFreedLocked()
+	}
+	o.mu.Unlock()
+
+	switch {
+	case health == Unhealthy && prev != Unhealthy:
+		o.events.Emit(events.Event{Type: events.HostUnhealthy, Level: "error", Host: name,
+			Message: fmt.Sprintf("host %s left rotation: %s", name, reason)})
+	case health == Healthy && prev == Unhealthy:
+		o.events.Emit(events.Event{Type: events.HostRecovered, Host: name,
+			Message: fmt.Sprintf("host %s passed its checks and is back in rotation", name)})
+	}
+}
+
+// SetDrained drains (no new sessions; running ones stay) or undrains a host.
+func (o *Orchestrator) SetDrained(name string, drained bool) error {
+	o.mu.Lock()
+	h := o.getLocked(name)
+	if h == nil {
+		o.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrUnknownHost, name)
+	}
+	changed := h.drained != drained
+	h.drained = drained
+	if !drained {
+		o.signalFreedLocked()
+	}
+	o.mu.Unlock()
+	if changed {
+		typ, msg := events.HostDrained, "drained: no new sessions"
+		if !drained {
+			typ, msg = events.HostUndrained, "undrained: back in rotation"
+		}
+		o.events.Emit(events.Event{Type: typ, Host: name, Message: fmt.Sprintf("host %s %s", name, msg)})
+	}
+	return nil
+}
+
+// Status reports every host, in configuration order.
+func (o *Orchestrator) Status() []Status {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make([]Status, 0, len(o.hosts))
+	for _, h := range o.hosts {
+		out = append(out, Status{
+			Name: h.Name(), PubHostname: h.Config.PubHostname, Health: h.health, Reason: h.reason,
+			Since: h.since, Drained: h.drained, Active: h.active, MaxSessions: h.Config.MaxSessions,
+			LastCheck: h.lastCheck, Checks: append([]Check(nil), h.checks...),
+		})
+	}
+	return out
+}
+
+// Healthy reports whether the named host is in rotation health-wise.
+func (o *Orchestrator) Healthy(name string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	h := o.getLocked(name)
+	return h != nil && h.health == Healthy
+}
+
+// AnyUnchecked reports whether some host has not been checked yet (at
+// start-up), in which case "no healthy host" may not be final.
+func (o *Orchestrator) AnyUnchecked() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, h := range o.hosts {
+		if h.health == Unknown {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,300 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/ctf-desktops/caddy-remote-desktop/module/docker"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/events"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/hosts"
+)
+
+// dispatch starts queued sessions in order as slots free. It is the only
+// goroutine that takes sessions off the queue, which keeps the order FIFO
+// without nesting the manager's lock inside the orchestrator's.
+func (m *Manager) dispatch() {
+	for {
+		freed := m.hosts.Freed()
+		m.drainQueue()
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-m.kick:
+		case <-freed:
+		}
+	}
+}
+
+func (m *Manager) drainQueue() {
+	for {
+		m.mu.RLock()
+		var head *Session
+		if len(m.queue) > 0 {
+			head = m.queue[0]
+		}
+		m.mu.RUnlock()
+		if head == nil {
+			return
+		}
+		h, err := m.hosts.Acquire(nil)
+		if errors.Is(err, hosts.ErrAtCapacity) || (errors.Is(err, hosts.ErrNoHealthyHost) && m.hosts.AnyUnchecked()) {
+			return // wait for a slot, or for the first checks to finish
+		}
+		m.mu.Lock()
+		stillHead := len(m.queue) > 0 && m.queue[0] == head && !head.State.Terminal()
+		if stillHead {
+			m.queue = m.queue[1:]
+		}
+		if !stillHead { // destroyed while we looked: give the slot back
+			m.mu.Unlock()
+			if h != nil {
+				m.hosts.Release(h.Name())
+			}
+			continue
+		}
+		if err != nil {
+			m.mu.Unlock()
+			m.fail(head, fmt.Errorf("no healthy workspace host is available"))
+			continue
+		}
+		ctx, cancel := context.WithCancel(m.ctx)
+		head.cancel = cancel
+		head.slotHeld = true
+		head.Host, head.PubHostname = h.Name(), h.Config.PubHostname
+		head.enter(Scheduling, m.now())
+		m.mu.Unlock()
+		m.go_("create "+head.ID, func() { m.create(ctx, head, h) })
+	}
+}
+
+// create runs the creation flow on h, moving to the next healthy host when
+// a host fails, up to MaxAttempts hosts.
+func (m *Manager) create(ctx context.Context, s *Session, h *hosts.Host) {
+	opts := m.options()
+	tried := map[string]bool{}
+	var lastErr error
+	for attempt := 1; ; attempt++ {
+		tried[h.Name()] = true
+		err := m.startOn(ctx, s, h, opts)
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil { // destroyed or shutting down: Destroy cleans up
+			return
+		}
+		lastErr = err
+		m.logger.Warn("session creation failed on host", zap.String("host", h.Name()), zap.String("user", s.User), zap.Error(err))
+		m.hosts.MarkUnhealthy(h.Name(), "session creation failed: "+err.Error())
+		m.releaseSlot(s)
+		if attempt >= opts.MaxAttempts {
+			break
+		}
+		next, aerr := m.hosts.Acquire(tried)
+		if aerr != nil {
+			lastErr = fmt.Errorf("%w; no other host to try (%v)", err, aerr)
+			break
+		}
+		m.mu.Lock()
+		if s.State.Terminal() {
+			m.mu.Unlock()
+			m.hosts.Release(next.Name())
+			return
+		}
+		s.slotHeld = true
+		s.Host, s.PubHostname, s.ContainerID, s.Port, s.VNCPort = next.Name(), next.Config.PubHostname, "", 0, 0
+		s.enter(Scheduling, m.now())
+		m.mu.Unlock()
+		h = next
+	}
+	m.fail(s, lastErr)
+}
+
+// startOn makes the container on h and waits for its desktop. On failure
+// it removes what it made; each cleanup step is guarded on its own so that
+// the returned error is the root cause.
+func (m *Manager) startOn(ctx context.Context, s *Session, h *hosts.Host, opts Options) error {
+	m.mu.Lock()
+	s.enter(Starting, m.now())
+	spec := containerSpec(s, h.Config, opts.Container, opts.Instance, m.now())
+	m.mu.Unlock()
+
+	var c docker.Container
+	err := h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
+		var err error
+		c, err = d.Run(ctx, spec)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("start container on %s: %w", h.Name(), err)
+	}
+	port := c.Ports[NoVNCPort]
+	if port == 0 {
+		m.removeContainer(h, c.ID, opts)
+		return fmt.Errorf("start container on %s: port %d was not published", h.Name(), NoVNCPort)
+	}
+
+	m.mu.Lock()
+	if s.State.Terminal() {
+		m.mu.Unlock()
+		m.removeContainer(h, c.ID, opts)
+		return context.Canceled
+	}
+	s.ContainerID, s.Port, s.VNCPort = c.ID, port, c.Ports[VNCPort]
+	s.enter(WaitingForDesktop, m.now())
+	snap := s.snapshot()
+	m.mu.Unlock()
+	if err := m.store.Save(ctx, snap); err != nil {
+		m.removeContainer(h, c.ID, opts)
+		return fmt.Errorf("save session record: %w", err) // storage is not optional: fail loudly
+	}
+	m.events.Emit(events.Event{Type: events.SessionCreated, User: s.User, Host: h.Name(),
+		Message: fmt.Sprintf("container for %s started on %s", display(s.User, s.UserName), h.Name()),
+		Data:    map[string]any{"session": s.ID, "container": shortID(c.ID)}})
+
+	if err := m.waitReady(ctx, h, snap, opts); err != nil {
+		m.removeContainer(h, c.ID, opts)
+		return err
+	}
+	return m.markReady(ctx, s)
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// waitReady polls noVNC's /vnc.html on the published port every 100 ms (so
+// "ready" is seen within ~100 ms of the desktop answering), and every 2 s
+// asks Docker whether the container is still running, so a dead host or a
+// crashed container fails fast instead of at the timeout.
+func (m *Manager) waitReady(ctx context.Context, h *hosts.Host, s Session, opts Options) error {
+	ctx, cancel := context.WithTimeout(ctx, opts.ReadinessTimeout)
+	defer cancel()
+	url := "http://" + s.Addr() + "/vnc.html"
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	lastInspect := m.now()
+	for {
+		if m.answers(ctx, url) {
+			return nil
+		}
+		if m.now().Sub(lastInspect) >= 2*time.Second {
+			lastInspect = m.now()
+			var c docker.Container
+			err := h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
+				var err error
+				c, err = d.Inspect(ctx, s.ContainerID)
+				return err
+			})
+			switch {
+			case ctx.Err() != nil:
+			case err != nil:
+				return fmt.Errorf("check container on %s: %w", h.Name(), err)
+			case !c.Running:
+				return fmt.Errorf("container on %s stopped before its desktop answered (state %s)", h.Name(), c.State)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if m.ctx.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("desktop on %s did not answer %s within %v", h.Name(), "/vnc.html", opts.ReadinessTimeout)
+			}
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func (m *Manager) answers(ctx context.Context, url string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := m.probe.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func (m *Manager) markReady(ctx context.Context, s *Session) error {
+	m.mu.Lock()
+	if s.State.Terminal() {
+		m.mu.Unlock()
+		return context.Canceled
+	}
+	now := m.now()
+	s.ReadyAt = now.UTC()
+	s.enter(Ready, now)
+	if s.cancel != nil {
+		s.cancel() // the creation context is done with
+		s.cancel = nil
+	}
+	grace := m.opts.UnclaimedGrace
+	user, id := s.User, s.ID
+	snap := s.snapshot()
+	m.mu.Unlock()
+
+	// Abandoned desktops still expire: the timer starts at the first poll,
+	// or after the grace at the latest.
+	time.AfterFunc(grace, func() { m.claimTimeout(user, id) })
+	if err := m.store.Save(context.WithoutCancel(ctx), snap); err != nil {
+		m.logger.Error("save ready session", zap.String("user", user), zap.Error(err))
+	}
+	m.events.Emit(events.Event{Type: events.SessionReady, User: user, Host: snap.Host,
+		Message: fmt.Sprintf("desktop of %s is ready on %s after %s", display(user, snap.UserName), snap.Host, now.Sub(snap.CreatedAt).Round(time.Millisecond)),
+		Data:    map[string]any{"session": id, "seconds_to_ready": now.Sub(snap.CreatedAt).Seconds()}})
+	return nil
+}
+
+func (m *Manager) claimTimeout(user, id string) {
+	m.mu.Lock()
+	s, ok := m.sessions[user]
+	if !ok || s.ID != id || s.State != Ready || !s.TimerStartedAt.IsZero() {
+		m.mu.Unlock()
+		return
+	}
+	m.startTimerLocked(s)
+	snap := s.snapshot()
+	m.mu.Unlock()
+	if err := m.store.Save(m.ctx, snap); err != nil {
+		m.logger.Error("save session timer", zap.String("user", user), zap.Error(err))
+	}
+}
+
+// releaseSlot gives back the session's host slot exactly once.
+func (m *Manager) releaseSlot(s *Session) {
+	m.mu.Lock()
+	held, host := s.slotHeld, s.Host
+	s.slotHeld = false
+	m.mu.Unlock()
+	if held {
+		m.hosts.Release(host)
+	}
+}
+
+func (m *Manager) removeContainer(h *hosts.Host, id string, opts Options) {
+	if id == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(m.ctxForCleanup(), opts.StopTimeout+30*time.Second)
+	defer cancel()
+	err := h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
+		return d.Remove(ctx, id, opts.StopTimeout)
+	})
+	if err != nil {
+		// The reaper removes it as an orphan once the host answers again.
+		m.logger.Warn("remove container", zap.String("host", h.Name()), zap.String("container", shortID(id)), zap.Error(err))
+	}
+}
+
+// ctxForCleanup is not cancelled by shutdown: cleanup must still run then.
+func (m *Manager) ctxForCleanup() context.Context { return context.WithoutCancel(m.ctx) }

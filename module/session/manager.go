@@ -1,0 +1,354 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/ctf-desktops/caddy-remote-desktop/module/config"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/events"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/hosts"
+)
+
+// Errors of the session API.
+var (
+	ErrNoSession     = errors.New("no active session")
+	ErrNotReady      = errors.New("session is not ready yet")
+	ErrMaxExtensions = errors.New("no extensions left")
+	ErrTimerNotSet   = errors.New("the session timer has not started yet")
+	ErrStopped       = errors.New("session manager is shutting down")
+)
+
+// Options are the settings a config reload may change.
+type Options struct {
+	Container        config.ContainerDefaults
+	Session          config.SessionDefaults
+	ReadinessTimeout time.Duration // default 90s
+	ReaperInterval   time.Duration // default 5m
+	OrphanGrace      time.Duration // default 2m
+	// Hosts tried for one session before it fails. Default: 3.
+	MaxAttempts int
+	// Longest time a ready session waits for its owner's first status poll
+	// before its timer starts anyway, so that abandoned desktops expire.
+	// Default: 5m.
+	UnclaimedGrace time.Duration
+	// Docker stop timeout when destroying. Default: 2s (the seed's grace).
+	StopTimeout time.Duration
+	// Instance labels this deployment's containers; the reaper touches no
+	// other. Default: "default".
+	Instance string
+}
+
+func (o *Options) setDefaults() {
+	if o.ReadinessTimeout <= 0 {
+		o.ReadinessTimeout = 90 * time.Second
+	}
+	if o.ReaperInterval <= 0 {
+		o.ReaperInterval = 5 * time.Minute
+	}
+	if o.OrphanGrace <= 0 {
+		o.OrphanGrace = 2 * time.Minute
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 3
+	}
+	if o.UnclaimedGrace <= 0 {
+		o.UnclaimedGrace = 5 * time.Minute
+	}
+	if o.StopTimeout <= 0 {
+		o.StopTimeout = 2 * time.Second
+	}
+	if o.Instance == "" {
+		o.Instance = DefaultInstance
+	}
+}
+
+// Manager owns every session. Its lock guards the session table and the
+// queue and is never held across I/O or while calling the orchestrator or
+// the event log.
+type Manager struct {
+	hosts  *hosts.Orchestrator
+	events *events.Log
+	store  Store
+	logger *zap.Logger
+	now    func() time.Time
+	probe  *http.Client // readiness polls
+
+	ctx    context.Context // the manager's lifetime; creations run under it
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	kick   chan struct{} // wakes the dispatcher
+	loaded chan struct{} // closed once records are loaded at Start
+
+	mu       sync.RWMutex
+	opts     Options
+	sessions map[string]*Session // by user id: the live (non-terminal) ones
+	ended    map[string]*Session // by user id: the last ended one, for status
+	queue    []*Session          // FIFO of queued sessions
+	started  bool
+}
+
+// New makes a manager; nothing runs until Start.
+func New(h *hosts.Orchestrator, ev *events.Log, store Store, opts Options, logger *zap.Logger) *Manager {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	opts.setDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Manager{
+		hosts: h, events: ev, store: store, logger: logger, now: time.Now,
+		probe: &http.Client{Timeout: 2 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		ctx:   ctx, cancel: cancel,
+		kick:   make(chan struct{}, 1),
+		loaded: make(chan struct{}),
+		opts:   opts, sessions: map[string]*Session{}, ended: map[string]*Session{},
+	}
+}
+
+// SetClock replaces the time source (tests).
+func (m *Manager) SetClock(now func() time.Time) { m.now = now }
+
+// SetOptions applies new settings (config reload). Running sessions keep
+// their expiry; new timers and extensions use the new durations.
+func (m *Manager) SetOptions(opts Options) {
+	opts.setDefaults()
+	m.mu.Lock()
+	m.opts = opts
+	m.mu.Unlock()
+}
+
+func (m *Manager) options() Options {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.opts
+}
+
+// Loaded is closed once stored sessions have been loaded; requests that
+// could create or look up a session wait for it.
+func (m *Manager) Loaded() <-chan struct{} { return m.loaded }
+
+func (m *Manager) go_(name string, fn func()) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer func() {
+			if r := recover(); r != nil {
+				m.logger.Error("session goroutine panicked", zap.String("task", name), zap.Any("panic", r), zap.Stack("stack"))
+			}
+		}()
+		fn()
+	}()
+}
+
+// Create starts a session for the user, or returns the one they have: one
+// session per user, however many requests race. created says which.
+func (m *Manager) Create(userID, userName string) (s Session, created bool, err error) {
+	if m.ctx.Err() != nil {
+		return Session{}, false, ErrStopped
+	}
+	now := m.now()
+	m.mu.Lock()
+	if cur, ok := m.sessions[userID]; ok {
+		snap := cur.snapshot()
+		m.mu.Unlock()
+		return snap, false, nil
+	}
+	sess := &Session{ID: newID(), User: userID, UserName: userName, Password: NewPassword(), CreatedAt: now.UTC()}
+	sess.enter(Queued, now)
+	m.sessions[userID] = sess
+	delete(m.ended, userID)
+	m.queue = append(m.queue, sess)
+	pos := len(m.queue)
+	snap := sess.snapshot()
+	m.mu.Unlock()
+
+	m.events.Emit(events.Event{Type: events.SessionQueued, User: userID,
+		Message: fmt.Sprintf("session for %s queued (position %d)", display(userID, userName), pos),
+		Data:    map[string]any{"session": sess.ID, "position": pos}})
+	m.wake()
+	return snap, true, nil
+}
+
+func display(id, name string) string {
+	if name == "" || name == id {
+		return "user " + id
+	}
+	return fmt.Sprintf("%s (%s)", name, id)
+}
+
+func (m *Manager) wake() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// QueuePosition is 1 for the head of the queue, 0 when not queued.
+func (m *Manager) queuePositionLocked(s *Session) int {
+	for i, q := range m.queue {
+		if q == s {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// View is a session as the API shows it: the record plus derived fields.
+type View struct {
+	Session
+	QueuePosition    int `json:"queue_position"`
+	MaxExtensions    int `json:"max_extensions"`
+	ExtensionSeconds int `json:"extension_seconds"`
+}
+
+func (m *Manager) viewLocked(s *Session) View {
+	return View{Session: s.snapshot(), QueuePosition: m.queuePositionLocked(s),
+		MaxExtensions: m.opts.Session.Extensions(), ExtensionSeconds: m.opts.Session.ExtensionDuration}
+}
+
+// Get returns the user's session: the live one, else the last ended one
+// (so a player sees why it ended), with its queue position.
+func (m *Manager) Get(userID string) (View, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	s, ok := m.sessions[userID]
+	if !ok {
+		s, ok = m.ended[userID]
+	}
+	if !ok {
+		return View{}, false
+	}
+	return m.viewLocked(s), true
+}
+
+// Poll is the owner's status poll: like Get, and the first poll after the
+// desktop is ready starts the session timer (the seed's rule).
+func (m *Manager) Poll(ctx context.Context, userID string) (View, bool, error) {
+	m.mu.Lock()
+	s, ok := m.sessions[userID]
+	if ok && s.State == Ready && s.TimerStartedAt.IsZero() {
+		m.startTimerLocked(s)
+		snap := s.snapshot()
+		m.mu.Unlock()
+		if err := m.store.Save(ctx, snap); err != nil {
+			return View{}, false, fmt.Errorf("save session timer: %w", err)
+		}
+	} else {
+		m.mu.Unlock()
+	}
+	v, ok := m.Get(userID)
+	return v, ok, nil
+}
+
+// startTimerLocked sets the expiry from now and arms the expiry timer.
+func (m *Manager) startTimerLocked(s *Session) {
+	now := m.now()
+	s.TimerStartedAt = now.UTC()
+	s.ExpiresAt = now.Add(time.Duration(m.opts.Session.InitialDuration) * time.Second).UTC()
+	m.armExpiryLocked(s)
+}
+
+func (m *Manager) armExpiryLocked(s *Session) {
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
+	user, id := s.User, s.ID
+	s.expiry = time.AfterFunc(time.Until(s.ExpiresAt), func() { m.expire(user, id) })
+}
+
+// Extend adds one extension to the current expiry. Admins are not bound by
+// max_extensions.
+func (m *Manager) Extend(ctx context.Context, userID string, byAdmin bool) (View, error) {
+	m.mu.Lock()
+	s, ok := m.sessions[userID]
+	switch {
+	case !ok:
+		m.mu.Unlock()
+		return View{}, ErrNoSession
+	case s.State != Ready:
+		m.mu.Unlock()
+		return View{}, ErrNotReady
+	case !byAdmin && s.Extensions >= m.opts.Session.Extensions():
+		m.mu.Unlock()
+		return View{}, ErrMaxExtensions
+	}
+	if s.TimerStartedAt.IsZero() {
+		m.startTimerLocked(s)
+	}
+	prevExpiry, prevN := s.ExpiresAt, s.Extensions
+	s.ExpiresAt = s.ExpiresAt.Add(time.Duration(m.opts.Session.ExtensionDuration) * time.Second)
+	s.Extensions++
+	m.armExpiryLocked(s)
+	snap, max := s.snapshot(), m.opts.Session.Extensions()
+	m.mu.Unlock()
+
+	if err := m.store.Save(ctx, snap); err != nil {
+		m.mu.Lock()
+		if s.ID == snap.ID && s.Extensions == snap.Extensions { // undo: nothing lost, nothing half-done
+			s.ExpiresAt, s.Extensions = prevExpiry, prevN
+			m.armExpiryLocked(s)
+		}
+		m.mu.Unlock()
+		return View{}, fmt.Errorf("save extended session: %w", err)
+	}
+	by := ""
+	if byAdmin {
+		by = " by an admin"
+	}
+	m.events.Emit(events.Event{Type: events.SessionExtended, User: userID, Host: snap.Host,
+		Message: fmt.Sprintf("session of %s extended%s until %s (%d/%d)", display(userID, snap.UserName), by, snap.ExpiresAt.Format(time.RFC3339), snap.Extensions, max),
+		Data:    map[string]any{"session": snap.ID, "expires_at": snap.ExpiresAt, "extensions": snap.Extensions, "by_admin": byAdmin}})
+	v, _ := m.Get(userID)
+	return v, nil
+}
+
+// List returns every live session, oldest first.
+func (m *Manager) List() []View {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]View, 0, len(m.sessions))
+	for _, s := range m.sessions {
+		out = append(out, m.viewLocked(s))
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.Before(out[j].CreatedAt)
+		}
+		return out[i].User < out[j].User
+	})
+	return out
+}
+
+// Target is where the proxy sends a user's desktop traffic.
+type Target struct {
+	SessionID string
+	Addr      string // pub_hostname:port of noVNC
+	ExpiresAt time.Time
+}
+
+// Lookup is the proxy's hot path: the user's ready session's address.
+func (m *Manager) Lookup(userID string) (Target, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	s, ok := m.sessions[userID]
+	if !ok || s.State != Ready {
+		return Target{}, false
+	}
+	if !s.ExpiresAt.IsZero() && !m.now().Before(s.ExpiresAt) {
+		return Target{}, false
+	}
+	return Target{SessionID: s.ID, Addr: s.Addr(), ExpiresAt: s.ExpiresAt}, true
+}
+
+// Count reports the live sessions.
+func (m *Manager) Count() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.sessions)
+}

@@ -1,0 +1,213 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/ctf-desktops/caddy-remote-desktop/module/docker"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/events"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/hosts"
+)
+
+// restore puts stored sessions back in the table. Sessions that had a
+// container are adopted (their slot counted, their timer re-armed) and
+// returned for checking; sessions still queued are queued again.
+func (m *Manager) restore(records []Session) (adopted []*Session) {
+	now := m.now()
+	var gone []Session
+	m.mu.Lock()
+	for i := range records {
+		r := records[i]
+		if r.State.Terminal() || r.User == "" {
+			gone = append(gone, r)
+			continue
+		}
+		if _, dup := m.sessions[r.User]; dup {
+			continue
+		}
+		s := new(Session)
+		*s = r
+		if _, ok := m.hosts.Get(s.Host); !ok && s.ContainerID != "" {
+			gone = append(gone, r) // its host is no longer configured
+			continue
+		}
+		m.sessions[s.User] = s
+		if s.ContainerID == "" { // was queued or scheduling: start over
+			s.Host, s.PubHostname = "", ""
+			s.enter(Queued, now)
+			m.queue = append(m.queue, s)
+			continue
+		}
+		s.slotHeld = true
+		if s.State == Ready && !s.ExpiresAt.IsZero() {
+			m.armExpiryLocked(s) // fires at once if it expired while Caddy was down
+		}
+		adopted = append(adopted, s)
+	}
+	m.mu.Unlock()
+
+	for _, s := range adopted {
+		m.hosts.Adopt(s.Host)
+		m.events.Emit(events.Event{Type: events.SessionAdopted, User: s.User, Host: s.Host,
+			Message: fmt.Sprintf("session of %s restored from storage (%s)", display(s.User, s.UserName), s.State),
+			Data:    map[string]any{"session": s.ID}})
+	}
+	for _, r := range gone {
+		if err := m.store.Delete(m.ctx, r.User); err != nil {
+			m.logger.Error("delete stale session record", zap.String("user", r.User), zap.Error(err))
+		}
+	}
+	m.wake()
+	return adopted
+}
+
+// reconcileAdopted checks each adopted session's container: sessions whose
+// container is gone end; sessions that were still starting resume waiting
+// for their desktop. Hosts that cannot be reached are left for the reaper.
+func (m *Manager) reconcileAdopted(adopted []*Session) {
+	for _, s := range adopted {
+		m.mu.RLock()
+		snap := s.snapshot()
+		m.mu.RUnlock()
+		h, ok := m.hosts.Get(snap.Host)
+		if !ok {
+			continue
+		}
+		c, err := m.inspect(h, snap.ContainerID)
+		switch {
+		case errors.Is(err, docker.ErrNotFound):
+			m.end(m.ctx, s, Destroyed, "its container was gone after a restart")
+		case err != nil:
+			m.logger.Warn("cannot check adopted session yet", zap.String("user", snap.User), zap.String("host", snap.Host), zap.Error(err))
+		case !c.Running:
+			m.end(m.ctx, s, Destroyed, "its container had stopped ("+c.State+")")
+		case snap.State == Starting || snap.State == WaitingForDesktop:
+			ctx, cancel := context.WithCancel(m.ctx)
+			m.mu.Lock()
+			s.cancel = cancel
+			m.mu.Unlock()
+			m.go_("resume "+snap.ID, func() {
+				if err := m.waitReady(ctx, h, snap, m.options()); err != nil {
+					if ctx.Err() == nil {
+						m.fail(s, err)
+					}
+					return
+				}
+				_ = m.markReady(ctx, s)
+			})
+		}
+	}
+}
+
+func (m *Manager) inspect(h *hosts.Host, id string) (docker.Container, error) {
+	ctx, cancel := context.WithTimeout(m.ctx, 30*time.Second)
+	defer cancel()
+	var c docker.Container
+	err := h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
+		var err error
+		c, err = d.Inspect(ctx, id)
+		return err
+	})
+	return c, err
+}
+
+func (m *Manager) reapLoop() {
+	for {
+		interval := m.options().ReaperInterval
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-time.After(interval):
+			m.Reap(m.ctx)
+		}
+	}
+}
+
+// Reap is one pass of the reaper: expired sessions end (the expiry timers
+// normally do this on time; this is the backstop), sessions whose container
+// died end, and managed containers nobody owns are removed once older than
+// the orphan grace. Only hosts that are healthy are looked at: a host that
+// cannot be asked costs no session. It is idempotent.
+func (m *Manager) Reap(ctx context.Context) {
+	now := m.now()
+	opts := m.options()
+	m.mu.RLock()
+	var expired []*Session
+	byID := make(map[string]*Session, len(m.sessions))
+	for _, s := range m.sessions {
+		byID[s.ID] = s
+		if s.State == Ready && !s.ExpiresAt.IsZero() && !now.Before(s.ExpiresAt) {
+			expired = append(expired, s)
+		}
+	}
+	m.mu.RUnlock()
+	for _, s := range expired {
+		m.end(ctx, s, Expired, "session time is up")
+	}
+
+	for _, h := range m.hosts.Hosts() {
+		if !m.hosts.Healthy(h.Name()) {
+			continue
+		}
+		if err := m.reapHost(ctx, h, byID, now, opts); err != nil && ctx.Err() == nil {
+			m.logger.Warn("reaper could not list containers", zap.String("host", h.Name()), zap.Error(err))
+		}
+	}
+}
+
+func (m *Manager) reapHost(ctx context.Context, h *hosts.Host, byID map[string]*Session, now time.Time, opts Options) error {
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var list []docker.Container
+	err := h.Engine.Do(lctx, func(ctx context.Context, d *docker.Client) error {
+		var err error
+		list, err = d.List(ctx, map[string]string{LabelManaged: "true", LabelInstance: opts.Instance}, true)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, c := range list {
+		s := byID[c.Labels[LabelSession]]
+		m.mu.RLock()
+		owned := s != nil && s.Host == h.Name() && (s.ContainerID == c.ID || s.ContainerID == "")
+		state := State("")
+		if s != nil {
+			state = s.State
+		}
+		m.mu.RUnlock()
+		if owned {
+			seen[c.Labels[LabelSession]] = true
+			if !c.Running && state == Ready {
+				m.end(ctx, s, Destroyed, "its container exited ("+c.State+")")
+			}
+			continue
+		}
+		created := c.Created
+		if t, err := time.Parse(time.RFC3339, c.Labels[LabelCreated]); err == nil {
+			created = t
+		}
+		if now.Sub(created) < opts.OrphanGrace {
+			continue // perhaps a creation in flight elsewhere; look again next pass
+		}
+		m.removeContainer(h, c.ID, opts)
+		m.events.Emit(events.Event{Type: events.OrphanRemoved, Level: "warn", Host: h.Name(), User: c.Labels[LabelUser],
+			Message: fmt.Sprintf("removed container %s on %s: no session owns it", c.Name, h.Name()),
+			Data:    map[string]any{"container": shortID(c.ID), "session": c.Labels[LabelSession]}})
+	}
+	// Ready sessions on this host whose container is not there at all.
+	for id, s := range byID {
+		m.mu.RLock()
+		gone := s.Host == h.Name() && s.State == Ready && !seen[id] && s.ReadyAt.Before(now)
+		m.mu.RUnlock()
+		if gone {
+			m.end(ctx, s, Destroyed, "its container disappeared")
+		}
+	}
+	return nil
+}
