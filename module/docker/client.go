@@ -54,22 +54,12 @@ type DialFunc func(ctx context.Context) (net.Conn, error)
 
 // Client talks to one Docker daemon.
 type Client struct {
-	http *http.Client
+	dial DialFunc
 }
 
 // New returns a client that reaches the daemon through dial.
 func New(dial DialFunc) *Client {
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return dial(ctx)
-		},
-		// One connection per request: over SSH each is a channel, cheap to
-		// open, and a Client made per pooled operation must not keep idle
-		// channels open after the operation.
-		DisableKeepAlives:  true,
-		DisableCompression: true,
-	}
-	return &Client{http: &http.Client{Transport: tr}}
+	return &Client{dial: dial}
 }
 
 // do sends one request and decodes a 2xx JSON answer into out (if non-nil).
@@ -95,11 +85,11 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.http.Do(req)
+	resp, release, err := c.exchange(ctx, req)
 	if err != nil {
-		return 0, unwrapURLError(err)
+		return 0, err
 	}
-	defer resp.Body.Close()
+	defer release()
 	if resp.StatusCode == http.StatusNotModified {
 		// Start of a running or stop of a stopped container: already done.
 		return resp.StatusCode, nil
@@ -112,7 +102,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return resp.StatusCode, nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return resp.StatusCode, fmt.Errorf("decode answer: %w", err)
+		return resp.StatusCode, withCtx(ctx, fmt.Errorf("decode answer: %w", err))
 	}
 	return resp.StatusCode, nil
 }
@@ -126,17 +116,6 @@ func readAPIError(resp *http.Response) error {
 		return &APIError{Status: resp.StatusCode, Message: msg.Message}
 	}
 	return &APIError{Status: resp.StatusCode, Message: strings.TrimSpace(string(data))}
-}
-
-// unwrapURLError drops net/http's *url.Error wrapper ("Get \"http://docker/...\":"),
-// which adds nothing the caller's own wrapping does not say, and keeps the
-// cause (for errors.Is and for sshpool's connection-error check).
-func unwrapURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }
 
 // Ping checks that the daemon answers.

@@ -24,6 +24,7 @@ type fakeDaemon struct {
 	mu       sync.Mutex
 	requests []string // "METHOD /path?query"
 	bodies   map[string]string
+	closes   []bool // whether each request asked to close the connection
 	routes   map[string]func(w http.ResponseWriter, r *http.Request)
 }
 
@@ -62,6 +63,7 @@ func (d *fakeDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	d.mu.Lock()
 	d.requests = append(d.requests, route+"?"+r.URL.RawQuery)
 	d.bodies[route] = string(data)
+	d.closes = append(d.closes, r.Close)
 	h := d.routes[route]
 	d.mu.Unlock()
 	if h == nil {
@@ -85,6 +87,10 @@ func TestPingAndAPIError(t *testing.T) {
 	d.handle("GET "+v+"/_ping", 200, "OK")
 	if err := c.Ping(context.Background()); err != nil {
 		t.Fatalf("Ping: %v", err)
+	}
+	// One connection per request, closed by the daemon once it has answered.
+	if d.closes[0] != true {
+		t.Fatal("request did not say Connection: close")
 	}
 	d.handle("GET "+v+"/_ping", 500, `{"message":"daemon is sad"}`)
 	err := c.Ping(context.Background())
