@@ -13,7 +13,7 @@ GOTEST    ?= $(GO) test -race -count=1 -timeout 40m
 GOTEST_BED ?= $(GOTEST) -p 1
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build xcaddy lint test unit testbed-up testbed-down testbed-status images run clean
+.PHONY: all build xcaddy lint test unit fuzz testbed-up testbed-down testbed-status images run clean
 
 all: build
 
@@ -52,6 +52,15 @@ testbed-status:
 
 images:
 	$(TESTBED) images
+
+## fuzz: every fuzz target for FUZZTIME each (seeds and finds kept under each package's testdata/fuzz)
+FUZZTIME ?= 20s
+FUZZ_TARGETS := ./module/config:FuzzParse ./module:FuzzAppCaddyfile ./module:FuzzHandlerCaddyfile \
+	./module/proxy:FuzzParsePath ./module/web:FuzzAdminBody
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; done
 
 ## run: the demo on http://localhost:8080/remote-desktop (local Docker, demo logins)
 run:

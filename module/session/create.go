@@ -127,6 +127,15 @@ func (m *Manager) startOn(ctx context.Context, s *Session, h *hosts.Host, opts O
 	err := h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
 		var err error
 		c, err = d.Run(ctx, spec)
+		if errors.Is(err, docker.ErrConflict) {
+			// The pool retries an operation whose connection died; the
+			// first try may have made the container already. Make it again.
+			if prev, ierr := d.Inspect(ctx, spec.Name); ierr == nil && prev.Labels[LabelSession] == s.ID {
+				if err = d.Remove(ctx, prev.ID, time.Second); err == nil {
+					c, err = d.Run(ctx, spec)
+				}
+			}
+		}
 		return err
 	})
 	if err != nil {
