@@ -35,15 +35,15 @@ type inspected struct {
 		Labels map[string]string
 	}
 	HostConfig struct {
-		Privileged     bool
+		Privileged      bool
 		CapAdd, CapDrop []string
-		SecurityOpt    []string
-		PidsLimit      *int64
-		Memory         int64
-		NanoCpus       int64
-		ShmSize        int64
-		ReadonlyRootfs bool
-		PortBindings   map[string][]struct{ HostIp, HostPort string }
+		SecurityOpt     []string
+		PidsLimit       *int64
+		Memory          int64
+		NanoCpus        int64
+		ShmSize         int64
+		ReadonlyRootfs  bool
+		PortBindings    map[string][]struct{ HostIp, HostPort string }
 	}
 	NetworkSettings struct {
 		Networks map[string]struct{ IPAddress string }
@@ -210,7 +210,7 @@ func TestManySSEClientsOpenAndDrop(t *testing.T) {
 	}
 	cookie := "session=" + s.cookie(e2e.AdminUserID)
 	s.req(e2e.AdminUserID, "GET", "/remote-desktop/admin/api/hosts", "", nil) // warm the identity cache
-	s.createReady(alice)                                                        // and the SSH pools
+	s.createReady(alice)                                                      // and the SSH pools
 	time.Sleep(time.Second)
 	base := goroutines()
 	var wg sync.WaitGroup
