@@ -180,16 +180,19 @@ func (c *CTFd) ask(ctx context.Context, r *http.Request) (User, error) {
 	if ip := clientIP(r); ip != "" {
 		req.Header.Set("X-Forwarded-For", ip)
 	}
-	status, err := c.do(c.player, req, &me)
+	status, ctype, err := c.do(c.player, req, &me)
 	switch {
 	case err != nil:
 		return User{}, err
+	case status >= 500:
+		return User{}, fmt.Errorf("%w: CTFd answered %d to /api/v1/users/me", ErrUnavailable, status)
+	case status == http.StatusForbidden && strings.HasPrefix(ctype, "text/html"):
+		// CTFd's app-wide ban check answers with an HTML page before the
+		// API runs (not logged in is a JSON 403).
+		return User{}, fmt.Errorf("%w: banned", ErrForbidden)
 	case status != http.StatusOK:
-		// 403 (not logged in, banned), 401 (password changed), 302
-		// (must change password, or no JSON content type): no identity.
-		if status >= 500 {
-			return User{}, fmt.Errorf("%w: CTFd answered %d to /api/v1/users/me", ErrUnavailable, status)
-		}
+		// 403 (not logged in), 401 (password changed), 302 (must change
+		// password, or no JSON content type): no identity.
 		return User{}, ErrUnauthenticated
 	case !me.Success || me.Data.ID == nil || *me.Data.ID <= 0:
 		return User{}, fmt.Errorf("%w: CTFd's /api/v1/users/me answer has no user id", ErrUnavailable)
@@ -210,7 +213,7 @@ func (c *CTFd) ask(ctx context.Context, r *http.Request) (User, error) {
 		return User{}, err
 	}
 	req.Header.Set("Authorization", "Token "+c.AdminToken)
-	status, err = c.do(c.admin, req, &view)
+	status, _, err = c.do(c.admin, req, &view)
 	switch {
 	case err != nil:
 		return User{}, err
@@ -247,22 +250,24 @@ func (c *CTFd) request(ctx context.Context, path string) (*http.Request, error) 
 	return req, nil
 }
 
-// do sends req and decodes a 200 JSON body into out. Transport failures,
-// timeouts and undecodable 200s are ErrUnavailable.
-func (c *CTFd) do(client *http.Client, req *http.Request, out any) (int, error) {
+// do sends req and decodes a 200 JSON body into out, returning the status
+// and content type. Transport failures, timeouts and undecodable 200s are
+// ErrUnavailable.
+func (c *CTFd) do(client *http.Client, req *http.Request, out any) (int, string, error) {
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("%w: ask CTFd %s: %v", ErrUnavailable, req.URL.Path, redactURLError(err))
+		return 0, "", fmt.Errorf("%w: ask CTFd %s: %v", ErrUnavailable, req.URL.Path, redactURLError(err))
 	}
 	defer resp.Body.Close()
+	ctype := resp.Header.Get("Content-Type")
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return resp.StatusCode, nil
+		return resp.StatusCode, ctype, nil
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out); err != nil {
-		return 0, fmt.Errorf("%w: CTFd's answer to %s is not the expected JSON: %v", ErrUnavailable, req.URL.Path, err)
+		return 0, "", fmt.Errorf("%w: CTFd's answer to %s is not the expected JSON: %v", ErrUnavailable, req.URL.Path, err)
 	}
-	return resp.StatusCode, nil
+	return resp.StatusCode, ctype, nil
 }
 
 // redactURLError keeps only the cause: the URL in a *url.Error is the
