@@ -271,6 +271,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    stream_close_delay <duration>
 //	    allowed_origins    <scheme://host>...
 //	    login_url          <path or URL>
+//	    novnc_root         <dir>
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -297,6 +298,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = stringArg(d, &h.PathPrefix)
 		case "stream_close_delay":
 			err = durationArg(d, &h.StreamCloseDelay)
+		case "novnc_root":
+			err = stringArg(d, &h.NoVNCRoot)
 		case "login_url":
 			err = stringArg(d, &h.LoginURL)
 		case "allowed_origins":

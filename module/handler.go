@@ -3,7 +3,10 @@ package remotedesktop
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -44,6 +47,14 @@ type Handler struct {
 	// Origins (scheme://host[:port]) besides the request's own host that may
 	// make state-changing requests and open desktop websockets.
 	AllowedOrigins []string `json:"allowed_origins,omitempty"`
+
+	// A directory holding noVNC's web client (e.g. /usr/share/novnc). When
+	// set, the handler serves noVNC's page and files from it and only the
+	// websocket goes to the player's container. Recommended: otherwise a
+	// player controls the HTML served under this site's origin at
+	// /remote-desktop/vnc/<their id>/, which an admin may open. Default:
+	// unset (everything is proxied to the container, as the seed did).
+	NoVNCRoot string `json:"novnc_root,omitempty"`
 
 	// Where pages send visitors who are not logged in (with ?next=).
 	// Default: /login (CTFd's) with the ctfd identity, none otherwise.
@@ -108,7 +119,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("provision desktop proxy: %w", err)
 	}
 
+	var novnc fs.FS
+	if h.NoVNCRoot != "" {
+		root := caddy.NewReplacer().ReplaceKnown(h.NoVNCRoot, "")
+		if st, err := os.Stat(filepath.Join(root, "vnc.html")); err != nil || st.IsDir() {
+			return fmt.Errorf("novnc_root: %s has no vnc.html", root)
+		}
+		novnc = os.DirFS(root)
+	}
+
 	h.web = &web.Server{
+		NoVNC:          novnc,
 		Prefix:         h.PathPrefix,
 		Identity:       h.identity,
 		Sessions:       rt.sessions,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"strconv"
@@ -56,6 +57,10 @@ func (s *Server) desktop(w http.ResponseWriter, r *http.Request) error {
 	if rest == "/" {
 		http.Redirect(w, r, s.Prefix+"/vnc/"+user+"/vnc.html", http.StatusFound)
 		return nil
+	}
+
+	if s.NoVNC != nil && !upgrade && rest != "/websockify" {
+		return s.noVNCFile(w, r, strings.TrimPrefix(rest, "/"))
 	}
 
 	ctx := proxy.WithTarget(r.Context(), target.Addr)
@@ -140,4 +145,17 @@ func (s *Server) authCheck(w http.ResponseWriter, r *http.Request, viewer identi
 func mustAtoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
+}
+
+// noVNCFile serves one of noVNC's files from Caddy's own copy.
+func (s *Server) noVNCFile(w http.ResponseWriter, r *http.Request, name string) error {
+	if !fs.ValidPath(name) {
+		return errBadPath
+	}
+	if st, err := fs.Stat(s.NoVNC, name); err != nil || st.IsDir() {
+		return errNotFound
+	}
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	http.ServeFileFS(w, r, s.NoVNC, name)
+	return nil
 }

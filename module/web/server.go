@@ -8,6 +8,7 @@ package web
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"net/http"
 	"strings"
 	"time"
@@ -29,6 +30,10 @@ type Server struct {
 	Events         *events.Log
 	AllowedOrigins []string
 	LoginURL       string // where pages send visitors who are not logged in
+	// NoVNC, when set, serves noVNC's page and files itself, so that only
+	// the websocket reaches a player's container (see the handler's
+	// novnc_root).
+	NoVNC fs.FS
 	// Prepare is run on a host that passes a manual check.
 	Prepare hosts.Prepare
 	// Proxy sends an authorized request on to the container at addr.

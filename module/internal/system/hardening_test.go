@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -258,5 +260,39 @@ func TestManySSEClientsOpenAndDrop(t *testing.T) {
 			t.Fatalf("%d goroutines after 2000 stream clients left, %d before", g, base)
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// With novnc_root, Caddy serves noVNC's files itself and only the
+// websocket reaches the player's container: a player cannot serve their
+// own HTML under the site's origin.
+func TestNoVNCRootServesFilesFromCaddy(t *testing.T) {
+	dir := t.TempDir()
+	out, err := exec.Command("bash", "-c", fmt.Sprintf("docker run --rm --entrypoint tar rd-desktop:latest -C /usr/share -c novnc | tar -x -C %s", dir)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("copy noVNC out of the desktop image: %v %s", err, out)
+	}
+	s := newSystem(t, sysConfig{handler: "\t\tnovnc_root " + filepath.Join(dir, "novnc")})
+	s.createReady(alice)
+	get := func(path string) (int, string) {
+		resp, body := e2e.Do(t, "GET", s.caddy.URL+path, map[string]string{"Cookie": "session=" + s.cookie(alice)}, "")
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get("/remote-desktop/vnc/7/vnc.html"); code != 200 || !strings.Contains(body, "noVNC") {
+		t.Fatalf("vnc.html: %d, from noVNC: %v", code, strings.Contains(body, "noVNC"))
+	}
+	if code, _ := get("/remote-desktop/vnc/7/headers"); code != http.StatusNotFound {
+		t.Fatalf("a container path was proxied: %d", code)
+	}
+	if code, _ := get("/remote-desktop/vnc/8/vnc.html"); code != http.StatusForbidden {
+		t.Fatalf("someone else's desktop: %d", code)
+	}
+	code, ws := s.dialWS(alice, "/remote-desktop/vnc/7/websockify", s.caddy.URL)
+	if code != http.StatusSwitchingProtocols {
+		t.Fatalf("websocket: %d", code)
+	}
+	defer ws.Close()
+	if p, err := ws.readFrame(5 * time.Second); err != nil || string(p) != "RFB 003.008\n" {
+		t.Fatalf("greeting %q %v", p, err)
 	}
 }

@@ -41,6 +41,7 @@ type sysConfig struct {
 	desktop  bool   // the real desktop image instead of the tiny one
 	policy   string // shutdown_policy, default destroy
 	extra    string // more lines for the app block
+	handler  string // more lines for the handler block
 	cacheTTL string // identity cache_ttl, default 1s
 	timeout  string // identity timeout, default 2s
 	dataDir  string
@@ -113,11 +114,12 @@ http://127.0.0.1:{{PORT}} {
 			cache_ttl %s
 			timeout %s
 		}
+%s
 	}
 	respond "ctfd itself" 200
 }
 `, filepath.Join(s.t.TempDir(), "no-hosts.yml"), hosts.String(), s.tb.KnownHosts, s.tb.SSHKey, s.instance,
-		s.cfg.policy, s.cfg.extra, s.ctfd.URL(), s.ctfd.AdminToken(), s.cfg.cacheTTL, s.cfg.timeout)
+		s.cfg.policy, s.cfg.extra, s.ctfd.URL(), s.ctfd.AdminToken(), s.cfg.cacheTTL, s.cfg.timeout, s.cfg.handler)
 }
 
 func (s *system) cookie(user int) string {
