@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"go.uber.org/zap"
 
 	"github.com/ctf-desktops/caddy-remote-desktop/module/config"
@@ -91,6 +92,8 @@ type App struct {
 	settings config.File
 	rt       *runtime
 	rtKey    string
+	ctx      caddy.Context
+	bus      *caddyevents.App
 }
 
 // CaddyModule returns the Caddy module information.
@@ -118,6 +121,10 @@ const (
 // touching a host.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.ctx = ctx
+	if bus, err := ctx.App("events"); err == nil {
+		a.bus, _ = bus.(*caddyevents.App)
+	}
 	a.setDefaults()
 	settings, err := a.resolve()
 	if err != nil {

@@ -41,6 +41,7 @@ type runtime struct {
 	cred     *credentials
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+	unbus    func()
 }
 
 func newRuntime(a *App, store storageStore) *runtime {
@@ -110,6 +111,7 @@ func (r *runtime) apply(a *App) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.started = true
+	r.unbus = r.events.Listen("caddy events", r.toCaddyEvents)
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -139,6 +141,29 @@ func (r *runtime) probeTimeout() time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return time.Duration(r.settings.DialTimeout) + 20*time.Second
+}
+
+// toCaddyEvents mirrors the event log onto Caddy's event bus (event names
+// as in the log: session_ready, host_unhealthy...; origin: this app), for
+// hooks written as Caddy event handlers (the seed's "custom session
+// lifecycle hooks").
+func (r *runtime) toCaddyEvents(e events.Event) error {
+	r.mu.Lock()
+	a := r.settings
+	r.mu.Unlock()
+	if a == nil || a.bus == nil || a.ctx.Err() != nil {
+		return nil
+	}
+	name := e.Type
+	if !a.bus.ShouldEmit(name) {
+		return nil
+	}
+	data := map[string]any{"id": e.ID, "type": e.Type, "message": e.Message, "host": e.Host, "user": e.User}
+	for k, v := range e.Data {
+		data[k] = v
+	}
+	a.bus.Emit(a.ctx, name, data)
+	return nil
 }
 
 // prepareHost makes the session network on a host that passed its checks.
@@ -227,6 +252,9 @@ func (r *runtime) Destruct() error {
 	}
 	if r.cancel != nil {
 		r.cancel()
+	}
+	if r.unbus != nil {
+		r.unbus()
 	}
 	r.wg.Wait()
 	for _, h := range r.hosts.Hosts() {

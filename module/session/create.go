@@ -68,7 +68,7 @@ func (m *Manager) drainQueue() {
 		head.Host, head.PubHostname = h.Name(), h.Config.PubHostname
 		head.enter(Scheduling, m.now())
 		m.mu.Unlock()
-		m.go_("create "+head.ID, func() { m.create(ctx, head, h) })
+		m.spawn("create "+head.ID, func() { m.create(ctx, head, h) })
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -131,9 +130,9 @@ func (m *Manager) Start() error {
 	adopted := m.restore(records)
 	close(m.loaded)
 
-	m.go_("dispatcher", m.dispatch)
-	m.go_("reaper", m.reapLoop)
-	m.go_("reconcile", func() { m.reconcileAdopted(adopted) })
+	m.spawn("dispatcher", m.dispatch)
+	m.spawn("reaper", m.reapLoop)
+	m.spawn("reconcile", func() { m.reconcileAdopted(adopted) })
 	return nil
 }
 
@@ -173,16 +172,4 @@ func (m *Manager) Stop(ctx context.Context, destroy bool) {
 	}
 	m.mu.Unlock()
 	m.wg.Wait()
-}
-
-// Wait for every background goroutine (tests).
-func (m *Manager) waitIdle(timeout time.Duration) bool {
-	done := make(chan struct{})
-	go func() { m.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return true
-	case <-time.After(timeout):
-		return false
-	}
 }

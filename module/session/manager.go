@@ -133,7 +133,7 @@ func (m *Manager) options() Options {
 // could create or look up a session wait for it.
 func (m *Manager) Loaded() <-chan struct{} { return m.loaded }
 
-func (m *Manager) go_(name string, fn func()) {
+func (m *Manager) spawn(name string, fn func()) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()

@@ -90,7 +90,7 @@ func (m *Manager) reconcileAdopted(adopted []*Session) {
 			m.mu.Lock()
 			s.cancel = cancel
 			m.mu.Unlock()
-			m.go_("resume "+snap.ID, func() {
+			m.spawn("resume "+snap.ID, func() {
 				if err := m.waitReady(ctx, h, snap, m.options()); err != nil {
 					if ctx.Err() == nil {
 						m.fail(s, err)
