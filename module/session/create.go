@@ -114,6 +114,9 @@ func (m *Manager) create(ctx context.Context, s *Session, h *hosts.Host) {
 	m.fail(s, lastErr)
 }
 
+// runTimeout bounds making and starting one container.
+const runTimeout = 60 * time.Second
+
 // startOn makes the container on h and waits for its desktop. On failure
 // it removes what it made; each cleanup step is guarded on its own so that
 // the returned error is the root cause.
@@ -124,7 +127,11 @@ func (m *Manager) startOn(ctx context.Context, s *Session, h *hosts.Host, opts O
 	m.mu.Unlock()
 
 	var c docker.Container
-	err := h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
+	// Bounded: a host that freezes mid-call (paused, partitioned) must fail
+	// this attempt, not hold the session forever.
+	rctx, cancel := context.WithTimeout(ctx, runTimeout)
+	defer cancel()
+	err := h.Engine.Do(rctx, func(ctx context.Context, d *docker.Client) error {
 		var err error
 		c, err = d.Run(ctx, spec)
 		if errors.Is(err, docker.ErrConflict) {

@@ -83,17 +83,26 @@ func (m *Manager) end(ctx context.Context, s *Session, st State, reason string) 
 	opts := m.opts
 	m.mu.Unlock()
 
-	// Each step on its own, so that one failing never hides another.
-	if snap.ContainerID != "" {
-		if h, ok := m.hosts.Get(snap.Host); ok {
-			m.removeContainer(h, snap.ContainerID, opts)
-		}
-	}
-	m.releaseSlot(s)
+	// Each step on its own, so that one failing never hides another. The
+	// record goes first and at once (a new session of the same user may be
+	// saved right after); the container is removed in the background so
+	// that a slow or frozen host never holds the caller (the reaper removes
+	// it as an orphan if this fails). On shutdown it is removed inline.
 	if err := m.store.Delete(context.WithoutCancel(ctx), snap.User); err != nil {
 		m.logger.Error("delete session record", zap.String("user", snap.User), zap.Error(err))
 	}
-	m.wake()
+	remove := func() {
+		if snap.ContainerID != "" {
+			if h, ok := m.hosts.Get(snap.Host); ok {
+				m.removeContainer(h, snap.ContainerID, opts)
+			}
+		}
+		m.releaseSlot(s)
+		m.wake()
+	}
+	if m.ctx.Err() != nil || !m.trySpawn("remove "+snap.ID, remove) {
+		remove()
+	}
 
 	typ, level := events.SessionDestroyed, "info"
 	msg := fmt.Sprintf("session of %s destroyed", display(snap.User, snap.UserName))
@@ -164,6 +173,9 @@ func (m *Manager) Stop(ctx context.Context, destroy bool) {
 		}
 	}
 	m.cancel()
+	m.stopMu.Lock()
+	m.stopping = true
+	m.stopMu.Unlock()
 	m.mu.Lock()
 	for _, s := range m.sessions {
 		if s.expiry != nil {

@@ -80,11 +80,13 @@ type Manager struct {
 	now    func() time.Time
 	probe  *http.Client // readiness polls
 
-	ctx    context.Context // the manager's lifetime; creations run under it
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	kick   chan struct{} // wakes the dispatcher
-	loaded chan struct{} // closed once records are loaded at Start
+	ctx      context.Context // the manager's lifetime; creations run under it
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	kick     chan struct{} // wakes the dispatcher
+	stopMu   sync.RWMutex  // stopping: no new goroutines once Stop waits for them
+	stopping bool
+	loaded   chan struct{} // closed once records are loaded at Start
 
 	mu       sync.RWMutex
 	opts     Options
@@ -132,6 +134,18 @@ func (m *Manager) options() Options {
 // Loaded is closed once stored sessions have been loaded; requests that
 // could create or look up a session wait for it.
 func (m *Manager) Loaded() <-chan struct{} { return m.loaded }
+
+// trySpawn runs fn in a goroutine the manager waits for on Stop, unless
+// the manager is stopping (then it reports false and the caller runs fn).
+func (m *Manager) trySpawn(name string, fn func()) bool {
+	m.stopMu.RLock()
+	defer m.stopMu.RUnlock()
+	if m.stopping {
+		return false
+	}
+	m.spawn(name, fn)
+	return true
+}
 
 func (m *Manager) spawn(name string, fn func()) {
 	m.wg.Add(1)
