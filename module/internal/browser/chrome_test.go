@@ -259,7 +259,8 @@ type shots struct {
 	n   int
 }
 
-// newShots uses $RD_SCREENSHOTS, or out/screenshots in the repository.
+// newShots uses $RD_SCREENSHOTS, or out/screenshots in the repository,
+// removing the numbered screenshots a previous run left there.
 func newShots(t *testing.T) *shots {
 	t.Helper()
 	dir := os.Getenv(envScreenshots)
@@ -272,6 +273,14 @@ func newShots(t *testing.T) *shots {
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatalf("screenshots: %v", err)
+	}
+	// The previous run's numbered and failure screenshots would mix with
+	// this run's.
+	for _, pattern := range []string{"[0-9][0-9]-*.png", "FAILED-*.png"} {
+		old, _ := filepath.Glob(filepath.Join(dir, pattern))
+		for _, f := range old {
+			_ = os.Remove(f)
+		}
 	}
 	return &shots{t: t, dir: dir}
 }

@@ -295,7 +295,7 @@ func (j *journey) waitSessionGone(what, session string) string {
 			}
 			return fmt.Sprintf("gone %s later (first seen: %s)", time.Since(start).Round(time.Millisecond), strings.Join(first, ", "))
 		}
-		if time.Since(start) > 20*time.Second {
+		if time.Since(start) > 30*time.Second {
 			j.t.Fatalf("%s: the session's container is still there after %s: %v (errors: %v)", what, time.Since(start).Round(time.Millisecond), left, errs)
 		}
 		time.Sleep(250 * time.Millisecond)
