@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"strings"
 	"time"
 
@@ -128,6 +129,23 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		novnc = os.DirFS(root)
 	}
 
+	// Long-lived responses (the admin event stream) end when this config is
+	// unloaded or when the HTTP server starts shutting down: Caddy cancels
+	// ctx only after the server's Shutdown returned, which waits for them.
+	done := make(chan struct{})
+	shutdown := make(chan struct{})
+	var once sync.Once
+	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+		srv.RegisterOnShutdown(func() { once.Do(func() { close(shutdown) }) })
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-shutdown:
+		}
+		close(done)
+	}()
+
 	h.web = &web.Server{
 		NoVNC:          novnc,
 		Prefix:         h.PathPrefix,
@@ -138,7 +156,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		AllowedOrigins: h.AllowedOrigins,
 		LoginURL:       h.LoginURL,
 		Prepare:        prepareHost,
-		Done:           ctx.Done(),
+		Done:           done,
 		Logger:         h.logger,
 		Proxy: func(w http.ResponseWriter, r *http.Request, addr string) error {
 			return h.proxy.ServeHTTP(w, r, noNext)

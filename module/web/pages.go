@@ -93,17 +93,24 @@ func (s *Server) identityPage(w http.ResponseWriter, r *http.Request, err error)
 		http.Redirect(w, r, s.LoginURL+"?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusFound)
 		return nil
 	}
-	data := map[string]string{"Prefix": s.Prefix, "Message": e.Message}
+	msg := e.Message
 	if e.Status == http.StatusServiceUnavailable {
-		data["Message"] = "The login service is unavailable right now. Try again in a moment."
+		msg = "The login service is unavailable right now. Try again in a moment."
 		w.Header().Set("Retry-After", "5")
 	}
+	return s.messagePage(w, e.Status, msg)
+}
+
+// messagePage answers with a small HTML page saying msg, with a link back
+// to the player page.
+func (s *Server) messagePage(w http.ResponseWriter, status int, msg string) error {
 	var buf bytes.Buffer
+	data := map[string]string{"Prefix": s.Prefix, "Message": msg, "Link": s.Prefix, "LinkText": "Back to Remote Desktop"}
 	if err := messagePage.Execute(&buf, data); err != nil {
 		return err
 	}
 	setPageHeaders(w)
-	w.WriteHeader(e.Status)
-	_, werr := w.Write(buf.Bytes())
-	return werr
+	w.WriteHeader(status)
+	_, err := w.Write(buf.Bytes())
+	return err
 }

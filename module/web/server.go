@@ -127,9 +127,20 @@ func (s *Server) Owns(path string) bool {
 // ServeHTTP serves a request under the prefix. Errors are written here;
 // the returned error is only for the caller's logs.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if err := s.serve(w, r); err != nil {
-		s.writeError(w, r, err)
+	err := s.serve(w, r)
+	if err == nil {
+		return
 	}
+	// A browser opening a desktop URL it may not (or no longer) use gets a
+	// page, not raw JSON.
+	var e *Error
+	if errors.As(err, &e) && r.Method == http.MethodGet && !isWebsocket(r) &&
+		strings.HasPrefix(r.URL.Path, s.Prefix+"/vnc/") && strings.Contains(r.Header.Get("Accept"), "text/html") {
+		if perr := s.messagePage(w, e.Status, e.Message); perr == nil {
+			return
+		}
+	}
+	s.writeError(w, r, err)
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {

@@ -206,3 +206,23 @@ func TestNoSecretsInLogs(t *testing.T) {
 		}
 	}
 }
+
+// An admin's open event stream does not hold Caddy's shutdown: the stream
+// ends as soon as the server starts shutting down.
+func TestStopWithOpenEventStream(t *testing.T) {
+	s := newSystem(t, sysConfig{})
+	req, _ := http.NewRequest("GET", s.caddy.URL+"/remote-desktop/admin/api/events/stream", nil)
+	req.Header.Set("Cookie", "session="+s.cookie(e2e.AdminUserID))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("stream: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	start := time.Now()
+	if err := s.caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("Caddy took %v to stop with an event stream open", d)
+	}
+}
