@@ -30,6 +30,9 @@ type Prepare func(ctx context.Context, h *Host, d *docker.Client) error
 // Docker daemon answering, the desktop image present (never pulled).
 func CheckHost(ctx context.Context, h *Host, prepare Prepare) []Check {
 	ssh := Check{Name: "ssh"}
+	if _, local := h.Engine.(*LocalEngine); local {
+		ssh.Name = "socket" // the local engine is reached without SSH
+	}
 	dock := Check{Name: "docker", Detail: "not reached"}
 	img := Check{Name: "image", Detail: "not reached"}
 	err := h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
@@ -104,7 +107,7 @@ func (o *Orchestrator) Probe(ctx context.Context, h *Host, timeout time.Duration
 		health = Unhealthy
 	}
 	if changed {
-		level, msg := "info", fmt.Sprintf("host %s: ssh, docker and image checks passed", h.Name())
+		level, msg := "info", fmt.Sprintf("host %s: %s, docker and image checks passed", h.Name(), checks[0].Name)
 		if !ok {
 			level, msg = "error", fmt.Sprintf("host %s: %s", h.Name(), reason)
 		}
