@@ -85,12 +85,18 @@ func (r *rig) benchSSH(t *testing.T) {
 		idle = append(idle, d)
 	}
 	st := pool.Stats()
+	slow := 0
+	for _, d := range hot {
+		if d >= 30*time.Millisecond {
+			slow++
+		}
+	}
 	hotM, idleM, freshM := Median(hot), Median(idle), Median(freshT)
 	r.add(secSSH, Row{
 		Figure: "SSH: fresh connection per operation ÷ pooled operation (Docker /_ping, P50)",
 		Ratio:  X(Div(freshM, hotM)) + " (back to back); " + X(Div(freshM, idleM)) + " (pooled after >1s idle)",
-		Context: fmt.Sprintf("P50 pooled %s (P95 %s, n=%d), pooled after idle %s (n=%d), fresh %s (P95 %s, n=%d); pool dialed %d connection(s)",
-			Ms(hotM), Ms(Percentile(Sorted(hot), 95)), len(hot), Ms(idleM), len(idle), Ms(freshM), Ms(Percentile(Sorted(freshT), 95)), len(freshT), st.Dialed),
+		Context: fmt.Sprintf("P50 pooled %s (P95 %s, n=%d), pooled after idle %s (n=%d), fresh %s (P95 %s, n=%d); pool dialed %d connection(s); %d%% of back-to-back pooled operations took ≥ 30 ms",
+			Ms(hotM), Ms(Percentile(Sorted(hot), 95)), len(hot), Ms(idleM), len(idle), Ms(freshM), Ms(Percentile(Sorted(freshT), 95)), len(freshT), st.Dialed, 100*slow/len(hot)),
 	})
 	t.Logf("ssh: hot %v idle %v fresh %v", hotM, idleM, freshM)
 }
