@@ -9,6 +9,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/ctf-desktops/caddy-remote-desktop/module/identity"
 )
@@ -80,6 +81,11 @@ func (c *CTFdIdentity) Provision(ctx caddy.Context) error {
 		CacheTTL:        time.Duration(c.CacheTTL),
 		Timeout:         time.Duration(c.Timeout),
 		RequireVerified: c.RequireVerified,
+		// Caddy's client_ip honours the server's trusted_proxies.
+		ClientIP: func(r *http.Request) string {
+			ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+			return ip
+		},
 	}
 	return nil
 }

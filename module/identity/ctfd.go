@@ -44,6 +44,9 @@ type CTFd struct {
 	// Refuse users whose email is not verified (set it when CTFd's
 	// verify_emails setting is on).
 	RequireVerified bool
+	// ClientIP gives the player's address, sent to CTFd as
+	// X-Forwarded-For. Default: the request's RemoteAddr.
+	ClientIP func(*http.Request) string
 
 	now func() time.Time
 
@@ -177,7 +180,15 @@ func (c *CTFd) ask(ctx context.Context, r *http.Request) (User, error) {
 		return User{}, err
 	}
 	req.Header.Set("Cookie", r.Header.Get("Cookie"))
-	if ip := clientIP(r); ip != "" {
+	ipOf := c.ClientIP
+	if ipOf == nil {
+		ipOf = clientIP
+	}
+	ip := ipOf(r)
+	if ip == "" {
+		ip = clientIP(r)
+	}
+	if ip != "" {
 		req.Header.Set("X-Forwarded-For", ip)
 	}
 	status, ctype, err := c.do(c.player, req, &me)
@@ -280,8 +291,7 @@ func redactURLError(err error) error {
 	return err
 }
 
-// clientIP is the address the request came from; Caddy has already applied
-// its trusted_proxies rules to RemoteAddr's meaning.
+// clientIP is the address the request came from.
 func clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
