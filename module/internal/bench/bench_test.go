@@ -153,6 +153,7 @@ func (r *rig) render(took time.Duration) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Benchmark run %s, %s; took %s.\n\n", r.run, time.Now().UTC().Format(time.RFC3339), took.Round(time.Second))
 	fmt.Fprintf(&b, "Machine: %s\n\n", r.machine)
+	fmt.Fprintf(&b, "Code: %s\n\n", codeInfo())
 	b.WriteString(tbl.Markdown())
 	if len(r.notes) > 0 {
 		b.WriteString("\nNotes:\n")
@@ -517,4 +518,24 @@ func httpGetOK(ctx context.Context, client *http.Client, url string, headers []s
 		return fmt.Errorf("GET %s: %s %.200q (want 200 with %q)", url, resp.Status, b, want)
 	}
 	return nil
+}
+
+// codeInfo names the commit the run measured and the Caddy binary used.
+func codeInfo() string {
+	head := "?"
+	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
+		head = strings.TrimSpace(string(out))
+	}
+	if out, err := exec.Command("git", "status", "--porcelain", "--", "module", "cmd", "go.mod").Output(); err == nil && len(bytes.TrimSpace(out)) > 0 {
+		head += " (work tree differs under module/, cmd/ or go.mod)"
+	}
+	bin := os.Getenv(e2e.EnvCaddyBin)
+	if bin == "" {
+		return "commit " + head + ", Caddy built by the test from ./cmd/caddy"
+	}
+	built := "?"
+	if fi, err := os.Stat(bin); err == nil {
+		built = fi.ModTime().UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("commit %s, Caddy binary %s built %s", head, bin, built)
 }

@@ -245,7 +245,7 @@ func (r *rig) benchHerd(t *testing.T, c *e2e.Caddy, a *api, instance string) {
 	failVerdict := verdict(fails == 0)
 	ctxFail := "none"
 	if fails > 0 {
-		ctxFail = fmt.Sprintf("first: %s", failures[0])
+		ctxFail = fmt.Sprintf("%s; first: %s", classify(failures), failures[0])
 		for i, f := range failures {
 			if i >= 5 {
 				break
@@ -326,4 +326,35 @@ func (r *rig) hostEvents(ctx context.Context, a *api, since time.Time) string {
 		parts = append(parts, fmt.Sprintf("+%s %s", e.Time.Sub(since).Round(100*time.Millisecond), msg))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// classify counts failures by the cause their message names.
+func classify(failures []string) string {
+	kinds := []struct{ label, needle string }{
+		{"waited for a pooled SSH connection past the deadline", "wait for ssh connection"},
+		{"Docker call past the deadline", "context deadline exceeded"},
+		{"no healthy host left", "no healthy workspace host"},
+		{"SSH channel refused", "open failed"},
+	}
+	counts := make([]int, len(kinds)+1)
+	for _, f := range failures {
+		k := len(kinds)
+		for i, kind := range kinds {
+			if strings.Contains(f, kind.needle) {
+				k = i
+				break
+			}
+		}
+		counts[k]++
+	}
+	var parts []string
+	for i, kind := range kinds {
+		if counts[i] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[i], kind.label))
+		}
+	}
+	if n := counts[len(kinds)]; n > 0 {
+		parts = append(parts, fmt.Sprintf("%d other", n))
+	}
+	return "by cause: " + strings.Join(parts, ", ")
 }
