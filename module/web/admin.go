@@ -25,12 +25,17 @@ func (s *Server) adminContainers(w http.ResponseWriter, r *http.Request, u ident
 	return writeJSON(w, http.StatusOK, map[string]any{"sessions": out})
 }
 
-func (s *Server) adminKill(w http.ResponseWriter, r *http.Request, u identity.User) error {
+// targetUser reads {"user_id": ...} from an admin request.
+func targetUser(w http.ResponseWriter, r *http.Request) (string, error) {
 	var body userIDBody
 	if err := readJSON(w, r, &body); err != nil {
-		return err
+		return "", err
 	}
-	target, err := body.id()
+	return body.id()
+}
+
+func (s *Server) adminKill(w http.ResponseWriter, r *http.Request, u identity.User) error {
+	target, err := targetUser(w, r)
 	if err != nil {
 		return err
 	}
@@ -51,11 +56,7 @@ func display(u identity.User) string {
 }
 
 func (s *Server) adminExtend(w http.ResponseWriter, r *http.Request, u identity.User) error {
-	var body userIDBody
-	if err := readJSON(w, r, &body); err != nil {
-		return err
-	}
-	target, err := body.id()
+	target, err := targetUser(w, r)
 	if err != nil {
 		return err
 	}

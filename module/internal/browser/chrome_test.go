@@ -265,7 +265,7 @@ func newShots(t *testing.T) *shots {
 	t.Helper()
 	dir := os.Getenv(envScreenshots)
 	if dir == "" {
-		root, err := repoRoot()
+		root, err := testbed.RepoRoot()
 		if err != nil {
 			t.Fatalf("screenshots: %v", err)
 		}
@@ -448,21 +448,3 @@ func redact(u string) string {
 	return u
 }
 
-// repoRoot walks up from the working directory to the directory holding
-// go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}

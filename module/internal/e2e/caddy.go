@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ctf-desktops/caddy-remote-desktop/module/internal/testbed"
 )
 
 // EnvCaddyBin names the Caddy binary StartCaddy runs (`make test` sets it to
@@ -453,7 +455,7 @@ func caddyBinary(t testing.TB) string {
 }
 
 func buildCaddy(t testing.TB) (string, error) {
-	root, err := repoRoot()
+	root, err := testbed.RepoRoot()
 	if err != nil {
 		return "", err
 	}
@@ -488,24 +490,6 @@ func buildCaddy(t testing.TB) (string, error) {
 	return final, nil
 }
 
-// repoRoot walks up from the working directory (a test's package directory)
-// to the directory holding go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
 
 // Do sends one request (to a loopback address only; redirects are not
 // followed) and returns the response with its body read and closed, failing

@@ -80,7 +80,7 @@ func Load(t testing.TB) *Testbed {
 	t.Helper()
 	path := os.Getenv(EnvPath)
 	if path == "" {
-		root, err := repoRoot()
+		root, err := RepoRoot()
 		if err != nil {
 			t.Fatalf("testbed: %v", err)
 		}
@@ -124,9 +124,9 @@ func isAllowed(ip netip.Addr) bool {
 	return false
 }
 
-// repoRoot walks up from the working directory (a test's package directory)
+// RepoRoot walks up from the working directory (a test's package directory)
 // to the directory holding go.mod.
-func repoRoot() (string, error) {
+func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
