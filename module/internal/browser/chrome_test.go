@@ -447,4 +447,3 @@ func redact(u string) string {
 	}
 	return u
 }
-

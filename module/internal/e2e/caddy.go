@@ -490,7 +490,6 @@ func buildCaddy(t testing.TB) (string, error) {
 	return final, nil
 }
 
-
 // Do sends one request (to a loopback address only; redirects are not
 // followed) and returns the response with its body read and closed, failing
 // the test if it cannot be sent. headers may hold "Host" too.
