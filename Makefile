@@ -13,7 +13,7 @@ GOTEST    ?= $(GO) test -race -count=1 -timeout 40m
 GOTEST_BED ?= $(GOTEST) -p 1
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build xcaddy lint test unit fuzz browser-deps testbed-up testbed-down testbed-status images run clean
+.PHONY: all build xcaddy lint test unit bench fuzz browser-deps testbed-up testbed-down testbed-status images run clean
 
 all: build
 
@@ -56,6 +56,11 @@ testbed-status:
 
 images:
 	$(TESTBED) images
+
+## bench: the benchmark table (see BENCHMARKS.md); needs the test bed, 6-15 minutes
+bench: build testbed-up
+	bash testdata/bench/ensure-tools.sh
+	RD_BENCH=1 RD_TESTBED_REQUIRED=1 RD_CADDY_BIN=$(abspath $(CADDY)) $(GO) test -count=1 -timeout 30m -run '^TestBench$$' -v ./module/internal/bench
 
 ## fuzz: every fuzz target for FUZZTIME each (seeds and finds kept under each package's testdata/fuzz)
 FUZZTIME ?= 20s

@@ -105,11 +105,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	rt := appIface.(*App).rt
 
 	// Caddy's own reverse proxy carries the desktop traffic (websockets over
-	// HTTP/1.1, 2 and 3, no buffering), with the session's address as its
-	// only upstream, chosen per request after authorization.
+	// HTTP/1.1, 2 and 3, streamed, flushed at once), with the session's
+	// address as its only upstream, chosen per request after authorization.
 	h.proxy = &reverseproxy.Handler{
 		DynamicUpstreams: proxy.Upstreams{},
-		FlushInterval:    -1,
 		StreamCloseDelay: h.StreamCloseDelay,
 		Headers: &headers.Handler{Response: &headers.RespHeaderOps{
 			HeaderOps: &headers.HeaderOps{Delete: []string{"Set-Cookie", "Set-Cookie2"}},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ctf-desktops/caddy-remote-desktop/module/docker"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/events"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/sshpool"
 )
 
 // Check is one start-up/probe check of a host: ssh, docker or image.
@@ -19,6 +20,7 @@ type Check struct {
 	Name   string `json:"name"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail,omitempty"`
+	err    error
 }
 
 // Prepare, when set, runs after a host passes its checks and before it
@@ -60,7 +62,7 @@ func CheckHost(ctx context.Context, h *Host, prepare Prepare) []Check {
 		return nil
 	})
 	if err != nil && !ssh.OK {
-		ssh.Detail = describeReachError(err)
+		ssh.Detail, ssh.err = describeReachError(err), err
 	} else if err != nil {
 		dock.OK, dock.Detail = false, err.Error()
 	}
@@ -95,6 +97,11 @@ func (o *Orchestrator) Probe(ctx context.Context, h *Host, timeout time.Duration
 	if ctx.Err() != nil { // shutting down: a cancelled check says nothing
 		return false
 	}
+	if busy(checks) {
+		// Every pooled connection was in use for the whole check: the
+		// host is working hard, not failing. Keep its health as it is.
+		return prevHealthy(o, h)
+	}
 	ok, reason := summarize(checks)
 
 	o.mu.Lock()
@@ -116,6 +123,22 @@ func (o *Orchestrator) Probe(ctx context.Context, h *Host, timeout time.Duration
 	}
 	o.setHealth(h.Name(), health, reason, checks)
 	return ok
+}
+
+// busy reports whether the check could not even get a connection because
+// the host's pool was saturated.
+func busy(checks []Check) bool {
+	return !checks[0].OK && Busy(checks[0].err)
+}
+
+// Busy reports whether err only says that every connection to the host was
+// in use until the caller gave up: the host is busy, not failing.
+func Busy(err error) bool { return errors.Is(err, sshpool.ErrBusy) }
+
+func prevHealthy(o *Orchestrator, h *Host) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return h.health == Healthy
 }
 
 func sameChecks(a, b []Check) bool {

@@ -89,7 +89,9 @@ func (m *Manager) create(ctx context.Context, s *Session, h *hosts.Host) {
 		}
 		lastErr = err
 		m.logger.Warn("session creation failed on host", zap.String("host", h.Name()), zap.String("user", s.User), zap.Error(err))
-		m.hosts.MarkUnhealthy(h.Name(), "session creation failed: "+err.Error())
+		if !hosts.Busy(err) {
+			m.hosts.MarkUnhealthy(h.Name(), "session creation failed: "+err.Error())
+		}
 		m.releaseSlot(s)
 		if attempt >= opts.MaxAttempts {
 			break
@@ -127,11 +129,12 @@ func (m *Manager) startOn(ctx context.Context, s *Session, h *hosts.Host, opts O
 	m.mu.Unlock()
 
 	var c docker.Container
-	// Bounded: a host that freezes mid-call (paused, partitioned) must fail
-	// this attempt, not hold the session forever.
-	rctx, cancel := context.WithTimeout(ctx, runTimeout)
-	defer cancel()
-	err := h.Engine.Do(rctx, func(ctx context.Context, d *docker.Client) error {
+	err := h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
+		// Bounded once a connection is ours (waiting for one is not the
+		// host's fault): a host that freezes mid-call (paused,
+		// partitioned) must fail this attempt, not hold the session.
+		ctx, cancel := context.WithTimeout(ctx, runTimeout)
+		defer cancel()
 		var err error
 		c, err = d.Run(ctx, spec)
 		if errors.Is(err, docker.ErrConflict) {
@@ -204,13 +207,17 @@ func (m *Manager) waitReady(ctx context.Context, h *hosts.Host, s Session, opts 
 		if m.now().Sub(lastInspect) >= 2*time.Second {
 			lastInspect = m.now()
 			var c docker.Container
-			err := h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
+			ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := h.Engine.Do(ictx, func(ctx context.Context, d *docker.Client) error {
 				var err error
 				c, err = d.Inspect(ctx, s.ContainerID)
 				return err
 			})
+			cancel()
 			switch {
 			case ctx.Err() != nil:
+			case hosts.Busy(err):
+				// No connection free on a busy host: ask again later.
 			case err != nil:
 				return fmt.Errorf("check container on %s: %w", h.Name(), err)
 			case !c.Running:

@@ -16,6 +16,11 @@ import (
 // ErrClosed is returned by Get and Do after Close.
 var ErrClosed = errors.New("sshpool: pool is closed")
 
+// ErrBusy is wrapped (with the context's error) when a caller gave up
+// waiting because every connection was open and in use: the host is busy,
+// which says nothing against its health.
+var ErrBusy = errors.New("every connection is busy")
+
 // Pool holds the SSH connections to one host.
 //
 // Accounting is by slots: a connection may be dialed only by whoever first
@@ -131,7 +136,7 @@ func (p *Pool) next(ctx context.Context) (idle *Conn, slot bool, err error) {
 	case p.slots <- struct{}{}:
 		return nil, true, nil
 	case <-ctx.Done():
-		return nil, false, fmt.Errorf("wait for ssh connection to %s (%d open): %w", p.cfg.Addr, p.cfg.MaxConns, ctx.Err())
+		return nil, false, fmt.Errorf("wait for ssh connection to %s (%d open): %w: %w", p.cfg.Addr, p.cfg.MaxConns, ErrBusy, ctx.Err())
 	case <-p.closed:
 		return nil, false, ErrClosed
 	}
