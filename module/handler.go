@@ -2,6 +2,7 @@ package remotedesktop
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
@@ -107,7 +109,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// Caddy's own reverse proxy carries the desktop traffic (websockets over
 	// HTTP/1.1, 2 and 3, streamed, flushed at once), with the session's
 	// address as its only upstream, chosen per request after authorization.
+	// Bounded: a desktop whose host is cut off answers 502 quickly instead
+	// of holding the browser (websockets are not cut by these).
+	transport := &reverseproxy.HTTPTransport{
+		DialTimeout:           caddy.Duration(3 * time.Second),
+		ResponseHeaderTimeout: caddy.Duration(10 * time.Second),
+	}
 	h.proxy = &reverseproxy.Handler{
+		TransportRaw:     caddyconfig.JSONModuleObject(transport, "protocol", "http", nil),
 		DynamicUpstreams: proxy.Upstreams{},
 		StreamCloseDelay: h.StreamCloseDelay,
 		Headers: &headers.Handler{Response: &headers.RespHeaderOps{
@@ -158,7 +167,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Done:           done,
 		Logger:         h.logger,
 		Proxy: func(w http.ResponseWriter, r *http.Request, addr string) error {
-			return h.proxy.ServeHTTP(w, r, noNext)
+			err := h.proxy.ServeHTTP(w, r, noNext)
+			var he caddyhttp.HandlerError
+			if errors.As(err, &he) {
+				return &web.Error{Status: http.StatusBadGateway, Code: "desktop_unreachable",
+					Message: "the desktop did not answer; try again in a moment"}
+			}
+			return err
 		},
 	}
 	return nil

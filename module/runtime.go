@@ -121,20 +121,14 @@ func (r *runtime) apply(a *App) error {
 }
 
 // probeLoop checks every host at once at start (each result in the event
-// log), then every probe_interval.
+// log), then each host every probe_interval (a reload that changes the
+// interval takes effect at the next start).
 func (r *runtime) probeLoop(ctx context.Context) {
 	r.hosts.ProbeAll(ctx, r.probeTimeout(), prepareHost)
-	for {
-		r.mu.Lock()
-		interval := time.Duration(r.settings.ProbeInterval)
-		r.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(interval):
-			r.hosts.ProbeAll(ctx, r.probeTimeout(), prepareHost)
-		}
-	}
+	r.mu.Lock()
+	interval := time.Duration(r.settings.ProbeInterval)
+	r.mu.Unlock()
+	r.hosts.Run(ctx, interval, r.probeTimeout(), prepareHost)
 }
 
 func (r *runtime) probeTimeout() time.Duration {

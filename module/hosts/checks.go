@@ -168,8 +168,12 @@ func (o *Orchestrator) ProbeAll(ctx context.Context, timeout time.Duration, prep
 
 // Run probes every host each interval until ctx ends: healthy hosts so that
 // a dead one leaves rotation within one interval even when idle, unhealthy
-// ones so that they come back on their own.
+// ones so that they come back on their own. Each host is probed on its own:
+// a host whose probe hangs (frozen) delays no other host's, and is not
+// probed twice at once. Run returns once its probes have ended.
 func (o *Orchestrator) Run(ctx context.Context, interval, timeout time.Duration, prepare Prepare) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -177,13 +181,27 @@ func (o *Orchestrator) Run(ctx context.Context, interval, timeout time.Duration,
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			func() {
+		}
+		for _, h := range o.Hosts() {
+			o.mu.Lock()
+			busy := h.probing
+			h.probing = true
+			o.mu.Unlock()
+			if busy {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
 				defer func() {
+					o.mu.Lock()
+					h.probing = false
+					o.mu.Unlock()
 					if r := recover(); r != nil {
-						o.logger.Error("host probe panicked", zap.Any("panic", r), zap.Stack("stack"))
+						o.logger.Error("host probe panicked", zap.String("host", h.Name()), zap.Any("panic", r), zap.Stack("stack"))
 					}
 				}()
-				o.ProbeAll(ctx, timeout, prepare)
+				o.Probe(ctx, h, timeout, prepare)
 			}()
 		}
 	}

@@ -54,6 +54,7 @@ type Host struct {
 	checks    []Check
 	drained   bool
 	active    int
+	probing   bool // a probe of this host is running (Run)
 }
 
 // Name is the host's key: its configured hostname.

@@ -88,6 +88,10 @@ func (m *Manager) create(ctx context.Context, s *Session, h *hosts.Host) {
 			return
 		}
 		lastErr = err
+		if errors.Is(err, errStorage) { // not the host's fault; no other host would do better
+			m.releaseSlot(s)
+			break
+		}
 		m.logger.Warn("session creation failed on host", zap.String("host", h.Name()), zap.String("user", s.User), zap.Error(err))
 		if !hosts.Busy(err) {
 			m.hosts.MarkUnhealthy(h.Name(), "session creation failed: "+err.Error())
@@ -115,6 +119,10 @@ func (m *Manager) create(ctx context.Context, s *Session, h *hosts.Host) {
 	}
 	m.fail(s, lastErr)
 }
+
+// errStorage marks a creation that failed because its record could not be
+// saved.
+var errStorage = errors.New("save session record")
 
 // runTimeout bounds making and starting one container.
 const runTimeout = 60 * time.Second
@@ -169,7 +177,7 @@ func (m *Manager) startOn(ctx context.Context, s *Session, h *hosts.Host, opts O
 	m.mu.Unlock()
 	if err := m.store.Save(ctx, snap); err != nil {
 		m.removeContainer(h, c.ID, opts)
-		return fmt.Errorf("save session record: %w", err) // storage is not optional: fail loudly
+		return fmt.Errorf("%w: %w", errStorage, err) // storage is not optional: fail loudly
 	}
 	m.events.Emit(events.Event{Type: events.SessionCreated, User: s.User, Host: h.Name(),
 		Message: fmt.Sprintf("container for %s started on %s", display(s.User, s.UserName), h.Name()),

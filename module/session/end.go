@@ -81,6 +81,9 @@ func (m *Manager) end(ctx context.Context, s *Session, st State, reason string) 
 	}
 	snap := s.snapshot()
 	opts := m.opts
+	if snap.ContainerID != "" {
+		m.removing[snap.ID] = true // still ours: the reaper must not call it an orphan
+	}
 	m.mu.Unlock()
 
 	// Each step on its own, so that one failing never hides another. The
@@ -96,6 +99,9 @@ func (m *Manager) end(ctx context.Context, s *Session, st State, reason string) 
 			if h, ok := m.hosts.Get(snap.Host); ok {
 				m.removeContainer(h, snap.ContainerID, opts)
 			}
+			m.mu.Lock()
+			delete(m.removing, snap.ID)
+			m.mu.Unlock()
 		}
 		m.releaseSlot(s)
 		m.wake()

@@ -93,6 +93,7 @@ type Manager struct {
 	sessions map[string]*Session // by user id: the live (non-terminal) ones
 	ended    map[string]*Session // by user id: the last ended one, for status
 	queue    []*Session          // FIFO of queued sessions
+	removing map[string]bool     // session ids whose container is being removed
 	started  bool
 }
 
@@ -109,7 +110,7 @@ func New(h *hosts.Orchestrator, ev *events.Log, store Store, opts Options, logge
 		ctx:   ctx, cancel: cancel,
 		kick:   make(chan struct{}, 1),
 		loaded: make(chan struct{}),
-		opts:   opts, sessions: map[string]*Session{}, ended: map[string]*Session{},
+		opts:   opts, sessions: map[string]*Session{}, ended: map[string]*Session{}, removing: map[string]bool{},
 	}
 }
 

@@ -175,6 +175,10 @@ func (m *Manager) reapHost(ctx context.Context, h *hosts.Host, byID map[string]*
 	for _, c := range list {
 		s := byID[c.Labels[LabelSession]]
 		m.mu.RLock()
+		if m.removing[c.Labels[LabelSession]] { // its session just ended; removal under way
+			m.mu.RUnlock()
+			continue
+		}
 		owned := s != nil && s.Host == h.Name() && (s.ContainerID == c.ID || s.ContainerID == "")
 		state := State("")
 		if s != nil {

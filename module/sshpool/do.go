@@ -6,7 +6,9 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/crypto/ssh"
@@ -33,7 +35,9 @@ func (p *Pool) Do(ctx context.Context, fn func(ctx context.Context, c *ssh.Clien
 		if err != nil {
 			return err
 		}
+		stop := p.watchdog(c)
 		err = fn(ctx, c.Client())
+		stop()
 		if err == nil || !p.connectionLost(ctx, c, err) {
 			p.Put(c, false)
 			return err
@@ -44,6 +48,38 @@ func (p *Pool) Do(ctx context.Context, fn func(ctx context.Context, c *ssh.Clien
 		}
 		p.retried.Add(1)
 		p.log.Info("ssh connection lost during operation; retrying once on a fresh connection", zap.Error(err))
+	}
+}
+
+// watchdog guards an operation that runs longer than KeepaliveTimeout: it
+// sends a keepalive then, and again every KeepaliveTimeout while the
+// operation lasts. A connection that does not answer (its host froze or
+// was cut off after the connection was handed out without a check) is
+// closed, which fails the operation's blocked channels at once, so that Do
+// retries on a fresh connection instead of waiting for the caller's own,
+// much longer, timeout. Fast operations never start a goroutine.
+func (p *Pool) watchdog(c *Conn) (stop func()) {
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	mu.Lock()
+	defer mu.Unlock()
+	t = time.AfterFunc(p.cfg.KeepaliveTimeout, func() {
+		if err := c.probe(context.Background(), p.cfg.KeepaliveTimeout); err != nil {
+			p.log.Warn("ssh connection stopped answering during an operation; closed it", zap.Error(err))
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			t.Reset(p.cfg.KeepaliveTimeout)
+		}
+	})
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
 	}
 }
 

@@ -662,19 +662,9 @@ func measured(t *testing.T, format string, args ...any) {
 	t.Logf("MEASURED "+format, args...)
 }
 
-// EnvKnownBugs=1 turns known product bugs (listed in RELIABILITY.md) from
-// logged findings into test failures: set it to check a fix.
-const EnvKnownBugs = "RD_FAULTS_KNOWN_BUGS"
-
-// knownBug reports a product bug this package found and RELIABILITY.md
-// describes: logged loudly, a failure only with RD_FAULTS_KNOWN_BUGS=1, so
-// that the suite guards everything else meanwhile.
+// knownBug reports a regression of a product bug this package found and
+// fixed (RELIABILITY.md, "Bugs found and fixed"): a failure.
 func knownBug(t testing.TB, id, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf("KNOWN BUG %s (RELIABILITY.md): ", id) + fmt.Sprintf(format, args...)
-	if os.Getenv(EnvKnownBugs) == "1" {
-		t.Error(msg)
-		return
-	}
-	t.Log(msg)
+	t.Errorf("REGRESSION of %s (RELIABILITY.md): "+format, append([]any{id}, args...)...)
 }
