@@ -13,7 +13,7 @@ GOTEST    ?= $(GO) test -race -count=1 -timeout 40m
 GOTEST_BED ?= $(GOTEST) -p 1
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build xcaddy lint test unit bench fuzz browser-deps testbed-up testbed-down testbed-status images run clean
+.PHONY: all build xcaddy lint test unit bench soak fuzz browser-deps testbed-up testbed-down testbed-status images run clean
 
 all: build
 
@@ -61,6 +61,12 @@ images:
 bench: build testbed-up
 	bash testdata/bench/ensure-tools.sh
 	RD_BENCH=1 RD_TESTBED_REQUIRED=1 RD_CADDY_BIN=$(abspath $(CADDY)) $(GO) test -count=1 -timeout 30m -run '^TestBench$$' -v ./module/internal/bench
+
+## soak: the reliability and system suites repeated SOAK_COUNT times (longer than CI)
+SOAK_COUNT ?= 5
+soak: build testbed-up
+	RD_TESTBED_REQUIRED=1 RD_CADDY_BIN=$(abspath $(CADDY)) $(GOTEST_BED) -count=$(SOAK_COUNT) -timeout 3h \
+		./module/internal/faults ./module/internal/system ./module/session
 
 ## fuzz: every fuzz target for FUZZTIME each (seeds and finds kept under each package's testdata/fuzz)
 FUZZTIME ?= 20s
