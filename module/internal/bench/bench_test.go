@@ -122,7 +122,7 @@ func TestBench(t *testing.T) {
 	out := r.render(time.Since(start))
 	fmt.Println()
 	fmt.Println(out)
-	if root, err := repoRoot(); err == nil {
+	if root, err := testbed.RepoRoot(); err == nil {
 		dir := filepath.Join(root, "out")
 		if err := os.MkdirAll(dir, 0o755); err == nil {
 			path := filepath.Join(dir, "bench.md")
@@ -190,23 +190,6 @@ func machineInfo() string {
 		runtime.NumCPU(), cpu, mem, kernel, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above %s", dir)
-		}
-		dir = parent
-	}
-}
-
 // user makes sure the stand-in has the CTFd user id and returns its cookie.
 func (r *rig) cookie(id int) string {
 	r.mu.Lock()
@@ -254,7 +237,7 @@ func (r *rig) startCaddy(t *testing.T, cc caddyConf, dataDir string) (*e2e.Caddy
 			t.Logf("removed %d leftover container(s) of %s", n, instance)
 		}
 		// Keep Caddy's log for reading the run afterwards.
-		if root, err := repoRoot(); err == nil {
+		if root, err := testbed.RepoRoot(); err == nil {
 			dir := filepath.Join(root, "out", "bench-logs")
 			if os.MkdirAll(dir, 0o755) == nil {
 				_ = os.WriteFile(filepath.Join(dir, instance+".log"), []byte(c.Logs()), 0o644)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ctf-desktops/caddy-remote-desktop/module/internal/e2e"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/internal/testbed"
 )
 
 // Settings of figures 2 and 3.
@@ -263,7 +264,7 @@ func saveProfile(ctx context.Context, admin string, d time.Duration, name string
 	if err != nil {
 		return err
 	}
-	root, err := repoRoot()
+	root, err := testbed.RepoRoot()
 	if err != nil {
 		return err
 	}

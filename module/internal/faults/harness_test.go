@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -611,7 +610,7 @@ func repairHost(t testing.TB, tb *testbed.Testbed, h testbed.Host) {
 // waitTestbedHealthy waits (up to 60 s) until `testbed.sh status` exits 0.
 func waitTestbedHealthy(t testing.TB) {
 	t.Helper()
-	root, err := repoRoot()
+	root, err := testbed.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -628,23 +627,6 @@ func waitTestbedHealthy(t testing.TB) {
 			return
 		}
 		time.Sleep(time.Second)
-	}
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
 	}
 }
 
