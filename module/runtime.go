@@ -121,13 +121,14 @@ func (r *runtime) apply(a *App) error {
 }
 
 // probeLoop checks every host at once at start (each result in the event
-// log), then each host every probe_interval (a reload that changes the
-// interval takes effect at the next start).
+// log), then each host every probe_interval of the current config.
 func (r *runtime) probeLoop(ctx context.Context) {
 	r.hosts.ProbeAll(ctx, r.probeTimeout(), prepareHost)
-	r.mu.Lock()
-	interval := time.Duration(r.settings.ProbeInterval)
-	r.mu.Unlock()
+	interval := func() time.Duration {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return time.Duration(r.settings.ProbeInterval)
+	}
 	r.hosts.Run(ctx, interval, r.probeTimeout(), prepareHost)
 }
 

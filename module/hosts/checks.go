@@ -170,17 +170,19 @@ func (o *Orchestrator) ProbeAll(ctx context.Context, timeout time.Duration, prep
 // a dead one leaves rotation within one interval even when idle, unhealthy
 // ones so that they come back on their own. Each host is probed on its own:
 // a host whose probe hangs (frozen) delays no other host's, and is not
-// probed twice at once. Run returns once its probes have ended.
-func (o *Orchestrator) Run(ctx context.Context, interval, timeout time.Duration, prepare Prepare) {
+// probed twice at once. Run returns once its probes have ended. The
+// interval is read before each round, so a config reload can change it.
+func (o *Orchestrator) Run(ctx context.Context, interval func() time.Duration, timeout time.Duration, prepare Prepare) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	t := time.NewTicker(interval)
+	t := time.NewTimer(interval())
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			t.Reset(interval())
 		}
 		for _, h := range o.Hosts() {
 			o.mu.Lock()

@@ -24,7 +24,7 @@ func TestHostKilledMidCreation(t *testing.T) {
 	prepare := func(ctx context.Context, _ *hosts.Host, d *docker.Client) error {
 		return d.EnsureNetwork(ctx, session.SessionNetwork, session.NetworkOptions)
 	}
-	go r.hosts.Run(ctx, time.Second, 10*time.Second, prepare)
+	go r.hosts.Run(ctx, func() time.Duration { return time.Second }, 10*time.Second, prepare)
 	t.Cleanup(func() { restartHost(t, first.Name) })
 
 	// The real desktop takes a second or two to answer: kill the host
