@@ -22,6 +22,9 @@ type Conn struct {
 	dead   chan struct{} // closed when the transport is gone (Client.Wait returned)
 
 	checkedOut atomic.Bool
+	// stalled is set when the watchdog found the connection not answering
+	// during an operation and closed it.
+	stalled atomic.Bool
 	// idleSince is when the connection was last put back healthy. Written
 	// before it is sent on the pool's idle channel, read after it is received.
 	idleSince time.Time

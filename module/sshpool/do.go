@@ -43,7 +43,9 @@ func (p *Pool) Do(ctx context.Context, fn func(ctx context.Context, c *ssh.Clien
 			return err
 		}
 		p.Put(c, true)
-		if attempt > 1 || ctx.Err() != nil {
+		// A connection the watchdog found silent means the host stopped
+		// answering: a retry would only wait out a dial timeout too.
+		if attempt > 1 || ctx.Err() != nil || c.stalled.Load() {
 			return err
 		}
 		p.retried.Add(1)
@@ -66,6 +68,7 @@ func (p *Pool) watchdog(c *Conn) (stop func()) {
 	defer mu.Unlock()
 	t = time.AfterFunc(p.cfg.KeepaliveTimeout, func() {
 		if err := c.probe(context.Background(), p.cfg.KeepaliveTimeout); err != nil {
+			c.stalled.Store(true)
 			p.log.Warn("ssh connection stopped answering during an operation; closed it", zap.Error(err))
 			return
 		}

@@ -58,9 +58,12 @@ func TestFrozenHostRightAfterUse(t *testing.T) {
 	mark := s.lastEventID()
 	start := time.Now()
 	s.create(bob)
-	// A creation that met a checked connection fails over after a
-	// keepalive and a dial timeout; give it that and a few seconds.
-	want := keepaliveTimeout + dialTimeout + 7*time.Second
+	// The creation's operation meets the frozen connection: the pool's
+	// watchdog sends a keepalive after KeepaliveTimeout and gives up on it
+	// after another (sshpool.Pool.Do), then the creation moves to another
+	// host. Give it that, a dial timeout (the probe may dial too) and a
+	// few seconds for the new container; it was 63-66 s before the fix.
+	want := 2*keepaliveTimeout + dialTimeout + 5*time.Second
 	sess, ok := s.tryWaitReady(bob, want)
 	took := time.Since(start)
 	switch {
