@@ -175,7 +175,7 @@ func (m *Manager) startOn(ctx context.Context, s *Session, h *hosts.Host, opts O
 	s.enter(WaitingForDesktop, m.now())
 	snap := s.snapshot()
 	m.mu.Unlock()
-	if err := m.store.Save(ctx, snap); err != nil {
+	if err := m.persist(ctx, s); err != nil {
 		m.removeContainer(h, c.ID, opts)
 		return fmt.Errorf("%w: %w", errStorage, err) // storage is not optional: fail loudly
 	}
@@ -277,7 +277,7 @@ func (m *Manager) markReady(ctx context.Context, s *Session) error {
 	// Abandoned desktops still expire: the timer starts at the first poll,
 	// or after the grace at the latest.
 	time.AfterFunc(grace, func() { m.claimTimeout(user, id) })
-	if err := m.store.Save(context.WithoutCancel(ctx), snap); err != nil {
+	if err := m.persist(context.WithoutCancel(ctx), s); err != nil {
 		m.logger.Error("save ready session", zap.String("user", user), zap.Error(err))
 	}
 	m.events.Emit(events.Event{Type: events.SessionReady, User: user, Host: snap.Host,
@@ -294,9 +294,8 @@ func (m *Manager) claimTimeout(user, id string) {
 		return
 	}
 	m.startTimerLocked(s)
-	snap := s.snapshot()
 	m.mu.Unlock()
-	if err := m.store.Save(m.ctx, snap); err != nil {
+	if err := m.persist(m.ctx, s); err != nil {
 		m.logger.Error("save session timer", zap.String("user", user), zap.Error(err))
 	}
 }

@@ -85,6 +85,7 @@ type Manager struct {
 	wg       sync.WaitGroup
 	kick     chan struct{} // wakes the dispatcher
 	stopMu   sync.RWMutex  // stopping: no new goroutines once Stop waits for them
+	saveMu   sync.Mutex    // orders writes to the Store (see persist)
 	stopping bool
 	loaded   chan struct{} // closed once records are loaded at Start
 
@@ -159,6 +160,23 @@ func (m *Manager) spawn(name string, fn func()) {
 		}()
 		fn()
 	}()
+}
+
+// persist writes s's current state to the Store. Writes are ordered and each
+// takes its snapshot under the write lock, so a slower, older write can never
+// overwrite a newer one (say, "ready" landing after "timer started"); an
+// ended session is not written again (end deletes it under the same lock).
+// Records are small and local; one lock for all is plenty.
+func (m *Manager) persist(ctx context.Context, s *Session) error {
+	m.saveMu.Lock()
+	defer m.saveMu.Unlock()
+	m.mu.RLock()
+	snap := s.snapshot()
+	m.mu.RUnlock()
+	if snap.State.Terminal() {
+		return nil
+	}
+	return m.store.Save(ctx, snap)
 }
 
 // Create starts a session for the user, or returns the one they have: one
@@ -249,9 +267,8 @@ func (m *Manager) Poll(ctx context.Context, userID string) (View, bool, error) {
 	s, ok := m.sessions[userID]
 	if ok && s.State == Ready && s.TimerStartedAt.IsZero() {
 		m.startTimerLocked(s)
-		snap := s.snapshot()
 		m.mu.Unlock()
-		if err := m.store.Save(ctx, snap); err != nil {
+		if err := m.persist(ctx, s); err != nil {
 			return View{}, false, fmt.Errorf("save session timer: %w", err)
 		}
 	} else {
@@ -303,7 +320,7 @@ func (m *Manager) Extend(ctx context.Context, userID string, byAdmin bool) (View
 	snap, max := s.snapshot(), m.opts.Session.Extensions()
 	m.mu.Unlock()
 
-	if err := m.store.Save(ctx, snap); err != nil {
+	if err := m.persist(ctx, s); err != nil {
 		m.mu.Lock()
 		if s.ID == snap.ID && s.Extensions == snap.Extensions { // undo: nothing lost, nothing half-done
 			s.ExpiresAt, s.Extensions = prevExpiry, prevN
