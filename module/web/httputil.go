@@ -74,6 +74,9 @@ func readJSON(w http.ResponseWriter, r *http.Request, out any) error {
 // must be this site or an allowed origin.
 func (s *Server) checkStateChanging(r *http.Request) error {
 	if r.ContentLength > maxBody {
+		// Read (a bounded amount of) what the client is sending before
+		// answering, so that it gets to read the 413 rather than a reset.
+		_, _ = io.CopyN(io.Discard, r.Body, 1<<20)
 		return errTooLarge
 	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
