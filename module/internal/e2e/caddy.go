@@ -317,7 +317,7 @@ func (c *Caddy) start() error {
 
 func (c *Caddy) waitReady(done <-chan struct{}) error {
 	deadline := time.Now().Add(startTimeout)
-	client := loopbackClient(2 * time.Second)
+	client := LoopbackClient(2 * time.Second)
 	adminURL := "http://" + c.AdminAddr + "/config/"
 	adminUp := false
 	pending := append([]int(nil), c.waitPorts...)
@@ -510,7 +510,7 @@ func Do(t testing.TB, method, url string, headers map[string]string, body string
 		}
 		req.Header.Set(k, v)
 	}
-	resp, err := loopbackClient(30 * time.Second).Do(req)
+	resp, err := LoopbackClient(30 * time.Second).Do(req)
 	if err != nil {
 		t.Fatalf("Do %s %s: %v", method, url, err)
 	}
@@ -523,10 +523,10 @@ func Do(t testing.TB, method, url string, headers map[string]string, body string
 	return resp, b
 }
 
-// loopbackClient is an HTTP client that only dials loopback addresses,
+// LoopbackClient is an HTTP client that only dials loopback addresses,
 // ignores proxy settings, does not keep connections, and does not follow
 // redirects.
-func loopbackClient(timeout time.Duration) *http.Client {
+func LoopbackClient(timeout time.Duration) *http.Client {
 	dialer := &net.Dialer{
 		Timeout: 5 * time.Second,
 		Control: func(_, address string, _ syscall.RawConn) error {

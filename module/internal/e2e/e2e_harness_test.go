@@ -334,7 +334,7 @@ func TestCTFdAdminTokenSessions(t *testing.T) {
 	// A client that keeps its cookie: CTFd's Set-Cookie keeps the same value,
 	// and every later call carries it.
 	jar, _ := cookiejar.New(nil)
-	client := loopbackClient(5 * time.Second)
+	client := LoopbackClient(5 * time.Second)
 	client.Jar = jar
 	for range 3 {
 		req, _ := http.NewRequest(http.MethodGet, c.URL()+"/api/v1/users/7", nil)
@@ -502,7 +502,7 @@ func TestCTFdDownUpKeepsTheAddress(t *testing.T) {
 	if _, err := ask(); err == nil {
 		t.Fatal("a request got through while Down (kept-alive connection)")
 	}
-	_, err := loopbackClient(5 * time.Second).Get(c.URL() + meURL)
+	_, err := LoopbackClient(5 * time.Second).Get(c.URL() + meURL)
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("while Down: %v, want connection refused", err)
 	}
@@ -541,7 +541,7 @@ func TestCTFdSlowRespectsCancellation(t *testing.T) {
 	req.Header.Set("Cookie", "session="+cookie)
 	req.Header.Set("Content-Type", jsonCT)
 	start := time.Now()
-	_, err := loopbackClient(time.Minute).Do(req)
+	_, err := LoopbackClient(time.Minute).Do(req)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want the client's deadline", err)
 	}
@@ -578,7 +578,7 @@ func TestCTFdConcurrentUse(t *testing.T) {
 	done := make(chan error, workers)
 	for w := range workers {
 		go func() {
-			client := loopbackClient(5 * time.Second)
+			client := LoopbackClient(5 * time.Second)
 			cookie := c.Login(alice.ID)
 			for i := range each {
 				path := meURL
@@ -636,7 +636,7 @@ func TestPyJSONEscapesLikePython(t *testing.T) {
 }
 
 func TestDoRefusesNonLoopback(t *testing.T) {
-	_, err := loopbackClient(time.Second).Get("http://192.0.2.1:9/")
+	_, err := LoopbackClient(time.Second).Get("http://192.0.2.1:9/")
 	if err == nil || !strings.Contains(err.Error(), "only talk to loopback") {
 		t.Fatalf("got %v", err)
 	}
@@ -683,7 +683,7 @@ func TestCaddyRunner(t *testing.T) {
 	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Fatalf("pid %d still exists after Kill: %v", pid, err)
 	}
-	if _, err := loopbackClient(2 * time.Second).Get(c.URL + "/"); err == nil {
+	if _, err := LoopbackClient(2 * time.Second).Get(c.URL + "/"); err == nil {
 		t.Fatal("GET succeeded after Kill")
 	}
 

@@ -6,14 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -205,7 +203,7 @@ func (s *system) tryWithin(timeout time.Duration, user int, method, path, body s
 		req.Header.Set("Origin", s.caddy.URL)
 	}
 	start := time.Now()
-	resp, err := loopbackClient(timeout).Do(req)
+	resp, err := e2e.LoopbackClient(timeout).Do(req)
 	if err != nil {
 		return answer{err: err, took: time.Since(start)}
 	}
@@ -248,28 +246,6 @@ func (s *system) boundedUnless(bug, what string, user int, method, path, body st
 		}
 	}
 	return a
-}
-
-// loopbackClient only dials loopback addresses and follows no redirect.
-func loopbackClient(timeout time.Duration) *http.Client {
-	dialer := &net.Dialer{
-		Timeout: 5 * time.Second,
-		Control: func(_, address string, _ syscall.RawConn) error {
-			host, _, err := net.SplitHostPort(address)
-			if err != nil {
-				return err
-			}
-			if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-				return fmt.Errorf("faults: refusing to dial %s: tests only talk to loopback addresses", address)
-			}
-			return nil
-		},
-	}
-	return &http.Client{
-		Timeout:       timeout,
-		Transport:     &http.Transport{Proxy: nil, DialContext: dialer.DialContext, DisableKeepAlives: true},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
 }
 
 // --- the player's view ---
@@ -332,7 +308,7 @@ func (s *system) snap(user int) snapshot {
 	req, _ := http.NewRequest(http.MethodGet, s.caddy.URL+"/remote-desktop/api/auth-check", nil)
 	req.Header.Set("Cookie", "session="+s.cookie(user))
 	req.Header.Set("X-User-ID", fmt.Sprint(user))
-	resp, err := loopbackClient(apiBound).Do(req)
+	resp, err := e2e.LoopbackClient(apiBound).Do(req)
 	if err != nil {
 		s.t.Fatalf("auth-check for %d: %v", user, err)
 	}
