@@ -233,6 +233,14 @@ func (a *App) resolve() (config.File, error) {
 	if err := f.Validate(); err != nil {
 		return f, fmt.Errorf("remote_desktop configuration: %w", err)
 	}
+	for _, h := range f.WorkspaceHosts {
+		if h.BindsByName() {
+			a.logger.Info("bind_address not set and pub_hostname is a DNS name: container ports are published "+
+				"only on the address pub_hostname resolves to when each container is made (where Caddy dials it); "+
+				"set bind_address to choose the address",
+				zap.String("host", h.Hostname), zap.String("pub_hostname", h.PubHostname))
+		}
+	}
 	return f, nil
 }
 

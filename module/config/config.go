@@ -62,10 +62,18 @@ type Host struct {
 	// limit.
 	MaxSessions int `yaml:"max_sessions" json:"max_sessions,omitempty"`
 
-	// Beyond the seed: the host address container ports are published on, so
-	// that VNC is reachable only from where Caddy runs. Default:
-	// pub_hostname when it is an IP address, 127.0.0.1 for localhost;
-	// otherwise it must be set.
+	// Beyond the seed: the host address container ports are published on
+	// (never all of the host's addresses), so that a desktop is reached only
+	// where Caddy reaches it. Default: pub_hostname when it is an IP address,
+	// 127.0.0.1 for localhost. When pub_hostname is a DNS name (the seed's
+	// sample: host1.external.com) the default is the address that name
+	// resolves to from Caddy, looked up as each container is made: the
+	// address Caddy then dials, as the seed's nginx reached
+	// pub_hostname:port. That address must be one of the host's (not a NAT
+	// or load balancer in front of it) and should not be reachable by
+	// players: if it is public, set bind_address to a private address of the
+	// host and pub_hostname to match, or firewall the published port range
+	// to Caddy's address. Caddy logs this choice once per host at start.
 	BindAddress string `yaml:"bind_address" json:"bind_address,omitempty"`
 }
 
@@ -209,11 +217,7 @@ func (f *File) Validate() error {
 		if strings.ContainsAny(h.DockerImage, " \t") {
 			return fieldErr(p+".docker_image", "%q is not an image reference", h.DockerImage)
 		}
-		if h.BindAddress == "" {
-			return fieldErr(p+".bind_address", "required when pub_hostname (%q) is not an IP address: "+
-				"the address on the host that container ports are published on", h.PubHostname)
-		}
-		if net.ParseIP(h.BindAddress) == nil {
+		if h.BindAddress != "" && net.ParseIP(h.BindAddress) == nil {
 			return fieldErr(p+".bind_address", "%q is not an IP address", h.BindAddress)
 		}
 	}

@@ -97,7 +97,6 @@ func TestParseErrorsNameFileLineKey(t *testing.T) {
 		{"host not a mapping", "workspace_hosts:\n  - 192.0.2.1\n", 2, "workspace_hosts[0]", "want a mapping"},
 		{"hosts not a list", "workspace_hosts: 192.0.2.1\n", 1, "workspace_hosts", "want a list"},
 		{"bad port", "workspace_hosts:\n  - hostname: 192.0.2.1\n    port: 70000\n", 3, "workspace_hosts[0].port", "not a TCP port"},
-		{"name needs bind", "workspace_hosts:\n  - hostname: host1.internal\n", 2, "workspace_hosts[0].bind_address", "required when pub_hostname"},
 		{"bad bind", "workspace_hosts:\n  - hostname: 192.0.2.1\n    bind_address: everywhere\n", 3, "workspace_hosts[0].bind_address", "not an IP"},
 		{"bad bool", host + "container_defaults:\n  publish_vnc: maybe\n", 4, "container_defaults.publish_vnc", "want true or false"},
 		{"syntax", "workspace_hosts:\n  - hostname: a\n   user: b\n", 0, "", "did not find expected"},

@@ -135,9 +135,16 @@ func (m *Manager) startOn(ctx context.Context, s *Session, h *hosts.Host, opts O
 	s.enter(Starting, m.now())
 	spec := containerSpec(s, h.Config, opts.Container, opts.Instance, m.now())
 	m.mu.Unlock()
+	// A DNS pub_hostname without bind_address: publish on what it resolves
+	// to now, the address the proxy will dial (see config.Host.BindAddress).
+	bind, err := h.Config.Bind(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("start container on %s: %w", h.Name(), err)
+	}
+	spec.BindAddress = bind
 
 	var c docker.Container
-	err := h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
+	err = h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
 		// Bounded once a connection is ours (waiting for one is not the
 		// host's fault): a host that freezes mid-call (paused,
 		// partitioned) must fail this attempt, not hold the session.
