@@ -123,9 +123,18 @@ type Recorded struct {
 //   - GET /logout: ends the cookie's session, 302 to /.
 //
 // Every response that creates or changes a session carries CTFd's
-// Set-Cookie: a request without a cookie, or with a cookie the stand-in does
-// not know, gets a new anonymous session (unless it carries an Authorization
-// header, which makes CTFd skip its CSRF nonce).
+// Set-Cookie: a request without a cookie, or with a cookie the stand-in never
+// issued, gets a new anonymous session (unless it carries an Authorization
+// header, which makes CTFd skip its CSRF nonce); a cookie whose session ended
+// (logout) gets a new anonymous session under the same id, as CTFd's session
+// store re-issues it.
+//
+// As observed on CTFd 3.8.7: a ban keeps the user's sessions (every request
+// gets the 403 HTML page until Unban), and a request carrying both the admin
+// token and a session cookie the token did not issue turns that session into
+// the admin's. Every such request is recorded (Escalations), and the test
+// fails at cleanup unless it took them with TakeEscalations: the module must
+// never send the token with a player's cookie.
 type CTFd struct {
 	t          testing.TB
 	srv        *http.Server
@@ -145,7 +154,9 @@ type CTFd struct {
 	conns           map[net.Conn]struct{}
 	users           map[int]*userRecord
 	sessions        map[string]*session // by cookie value
+	issued          map[string]bool // every session id handed out
 	requests        []Recorded
+	escalations     []Recorded // admin token + a session it did not issue
 	adminCalls      int
 	adminWithCookie int
 }
@@ -181,6 +192,7 @@ func NewCTFd(t testing.TB) *CTFd {
 		conns:      make(map[net.Conn]struct{}),
 		users:      make(map[int]*userRecord),
 		sessions:   make(map[string]*session),
+		issued:     make(map[string]bool),
 	}
 	c.users[AdminUserID] = &userRecord{User: User{
 		ID: AdminUserID, Name: "admin", Email: "admin@example.com",
@@ -193,7 +205,41 @@ func NewCTFd(t testing.TB) *CTFd {
 	}
 	c.serve(ln)
 	t.Cleanup(c.Close)
+	t.Cleanup(c.checkEscalations)
 	return c
+}
+
+// checkEscalations fails the test if any request sent the admin token with
+// a session cookie the token did not issue, unless the test took them.
+func (c *CTFd) checkEscalations() {
+	c.mu.Lock()
+	esc := c.escalations
+	c.mu.Unlock()
+	if len(esc) > 0 {
+		r := esc[0]
+		c.t.Errorf("ctfd stand-in: %d request(s) carried the admin token together with a player's session cookie "+
+			"(CTFd turns that session into an admin session); first: %s %s at %s",
+			len(esc), r.Method, r.Path, r.Time.Format(time.RFC3339Nano))
+	}
+}
+
+// Escalations returns the requests that carried the admin token together
+// with a session cookie the token did not issue (a player's or a browser's),
+// oldest first. Each turned that session into an admin session.
+func (c *CTFd) Escalations() []Recorded {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Recorded(nil), c.escalations...)
+}
+
+// TakeEscalations returns Escalations and forgets them, so that a test that
+// escalates on purpose does not fail at cleanup.
+func (c *CTFd) TakeEscalations() []Recorded {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	esc := c.escalations
+	c.escalations = nil
+	return esc
 }
 
 // URL is the stand-in's base URL, http://127.0.0.1:port (the same after
@@ -231,6 +277,7 @@ func (c *CTFd) Login(userID int) string {
 		c.t.Fatalf("ctfd stand-in: Login: no user %d", userID)
 	}
 	sid := newSessionID()
+	c.issued[sid] = true
 	c.sessions[sid] = &session{userID: userID, password: u.password, nonce: true, permanent: true}
 	return sid
 }
@@ -243,17 +290,23 @@ func (c *CTFd) Logout(cookie string) {
 	delete(c.sessions, cookie)
 }
 
-// Ban bans the user: every request of theirs gets CTFd's 403 HTML page, and
-// the public view of them is a 404.
-func (c *CTFd) Ban(userID int) {
+// Ban bans the user: every request of theirs (with a session opened before
+// or after) gets CTFd's 403 HTML page, and the public view of them is a 404.
+// Their sessions are kept.
+func (c *CTFd) Ban(userID int) { c.setBanned(userID, true) }
+
+// Unban lifts a ban: the user's sessions answer as before it.
+func (c *CTFd) Unban(userID int) { c.setBanned(userID, false) }
+
+func (c *CTFd) setBanned(userID int, banned bool) {
 	c.t.Helper()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	u := c.users[userID]
 	if u == nil {
-		c.t.Fatalf("ctfd stand-in: Ban: no user %d", userID)
+		c.t.Fatalf("ctfd stand-in: Ban/Unban: no user %d", userID)
 	}
-	u.Banned = true
+	u.Banned = banned
 }
 
 // ChangePassword changes the user's password: the sessions opened before
@@ -474,6 +527,7 @@ type exchange struct {
 	sid      string
 	s        *session
 	known    bool // the request's cookie named a live session
+	issued   bool // the request's cookie named a session id CTFd issued (live or ended)
 	modified bool
 	cleared  bool
 	isJSON   bool // CTFd: request.content_type == "application/json"
@@ -486,11 +540,14 @@ func (c *CTFd) answer(r *http.Request) reply {
 	x := &exchange{r: r, isJSON: r.Header.Get("Content-Type") == "application/json"}
 	if ck, err := r.Cookie("session"); err == nil {
 		if s, ok := c.sessions[ck.Value]; ok {
-			x.sid, x.s, x.known = ck.Value, s, true
+			x.sid, x.s, x.known, x.issued = ck.Value, s, true, true
+		} else if c.issued[ck.Value] { // ended (logout): the same id, now anonymous
+			x.sid, x.s, x.issued = ck.Value, &session{}, true
 		}
 	}
 	if x.s == nil { // none, or one CTFd cannot read: a new anonymous session
 		x.sid, x.s = newSessionID(), &session{}
+		c.issued[x.sid] = true
 	}
 	rep := c.handle(x)
 	switch {
@@ -523,6 +580,9 @@ func (c *CTFd) handle(x *exchange) reply {
 		}
 		if x.known && x.s.byToken {
 			c.adminWithCookie++
+		}
+		if x.issued && !x.s.byToken { // CTFd logs the admin into this very session
+			c.escalations = append(c.escalations, c.requests[len(c.requests)-1])
 		}
 		c.adminCalls++
 		admin := c.users[AdminUserID]

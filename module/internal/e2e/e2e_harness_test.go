@@ -368,6 +368,9 @@ func TestCTFdAdminTokenSessions(t *testing.T) {
 	if calls, with := c.AdminCookieReuse(); calls != 6 || with != 2 {
 		t.Fatalf("after a player's cookie: AdminCookieReuse = %d, %d; want 6, 2", calls, with)
 	}
+	if esc := c.TakeEscalations(); len(esc) != 1 || esc[0].Header.Get("Cookie") != "session="+player {
+		t.Fatalf("escalations recorded: %+v, want the one token call with the player's cookie", esc)
+	}
 	resp, body = get(t, c, meURL, map[string]string{"Cookie": player, "Content-Type": jsonCT})
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"id": 1,`) {
 		t.Errorf("the player's session after a token call: %d %s", resp.StatusCode, body)
@@ -625,6 +628,7 @@ func TestCTFdConcurrentUse(t *testing.T) {
 	if n := len(c.Requests()); n != workers*each {
 		t.Fatalf("recorded %d requests, want %d", n, workers*each)
 	}
+	c.TakeEscalations() // the token workers send their player cookie on purpose
 }
 
 func TestPyJSONEscapesLikePython(t *testing.T) {
