@@ -50,6 +50,12 @@ type CTFd struct {
 
 	now func() time.Time
 
+	// Two clients, never mixed: CTFd turns the session of a request that
+	// carries both the admin token and a player's cookie into an admin
+	// session. The player client sends only the player's cookie; the admin
+	// client only the token and the cookie CTFd gave it, which is itself a
+	// 7-day admin session: it lives in this in-memory jar only, is never
+	// logged, and goes to nothing but CTFd.
 	initOnce sync.Once
 	player   *http.Client // no cookie jar: the player's cookie is forwarded as is
 	admin    *http.Client // keeps CTFd's cookie between token calls
@@ -199,8 +205,10 @@ func (c *CTFd) ask(ctx context.Context, r *http.Request) (User, error) {
 		return User{}, fmt.Errorf("%w: CTFd answered %d to /api/v1/users/me", ErrUnavailable, status)
 	case status == http.StatusForbidden && strings.HasPrefix(ctype, "text/html"):
 		// CTFd's app-wide ban check answers with an HTML page before the
-		// API runs (not logged in is a JSON 403).
-		return User{}, fmt.Errorf("%w: banned", ErrForbidden)
+		// API runs (not logged in is a JSON 403). The session is kept: the
+		// same cookie works again after an unban, so this is cached only
+		// for CacheTTL like any answer.
+		return User{}, ErrBanned
 	case status != http.StatusOK:
 		// 403 (not logged in), 401 (password changed), 302 (must change
 		// password, or no JSON content type): no identity.
@@ -239,7 +247,7 @@ func (c *CTFd) ask(ctx context.Context, r *http.Request) (User, error) {
 		return User{}, fmt.Errorf("%w: CTFd's user lookup answered for another user", ErrUnavailable)
 	}
 	if *view.Data.Banned {
-		return User{}, fmt.Errorf("%w: banned", ErrForbidden)
+		return User{}, ErrBanned
 	}
 	if c.RequireVerified && !view.Data.Verified && view.Data.Type != "admin" {
 		return User{}, fmt.Errorf("%w: email not verified", ErrForbidden)

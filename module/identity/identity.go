@@ -5,6 +5,7 @@ package identity
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"regexp"
 )
@@ -25,6 +26,8 @@ var (
 	ErrForbidden = errors.New("account not allowed")
 	// ErrUnavailable: the authority could not be asked or answered oddly. 503.
 	ErrUnavailable = errors.New("identity provider unavailable")
+	// ErrBanned: banned from the CTF; an ErrForbidden whose page says so.
+	ErrBanned = fmt.Errorf("%w: banned from this CTF", ErrForbidden)
 )
 
 // Source identifies the user of a request.

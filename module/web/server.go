@@ -83,6 +83,8 @@ func identityError(err error) *Error {
 	switch {
 	case errors.Is(err, identity.ErrUnauthenticated):
 		return errorf(http.StatusUnauthorized, "unauthenticated", "you are not logged in")
+	case errors.Is(err, identity.ErrBanned):
+		return errorf(http.StatusForbidden, "banned", "You have been banned from this CTF: remote desktops are closed to your account.")
 	case errors.Is(err, identity.ErrForbidden):
 		return errorf(http.StatusForbidden, "forbidden", "your account may not use remote desktops")
 	default:

@@ -20,7 +20,8 @@
   ApiError.prototype.constructor = ApiError;
 
   // Auth errors need the user, not a retry.
-  ApiError.prototype.isAuth = function () { return this.status === 401; };
+  // A ban ends polling too: nothing changes until an admin lifts it.
+  ApiError.prototype.isAuth = function () { return this.status === 401 || this.code === 'banned'; };
   // Worth retrying by itself: network trouble, gateway errors, a
   // temporarily unavailable login service.
   ApiError.prototype.isTransient = function () {
