@@ -154,7 +154,7 @@ type CTFd struct {
 	conns           map[net.Conn]struct{}
 	users           map[int]*userRecord
 	sessions        map[string]*session // by cookie value
-	issued          map[string]bool // every session id handed out
+	issued          map[string]bool     // every session id handed out
 	requests        []Recorded
 	escalations     []Recorded // admin token + a session it did not issue
 	adminCalls      int
