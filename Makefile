@@ -13,7 +13,7 @@ GOTEST    ?= $(GO) test -race -count=1 -timeout 40m
 GOTEST_BED ?= $(GOTEST) -p 1
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build xcaddy lint test unit bench soak fuzz browser-deps testbed-up testbed-down testbed-status images run clean
+.PHONY: all build xcaddy xcaddy-check lint test unit bench soak fuzz browser-deps testbed-up testbed-down testbed-status images run clean
 
 all: build
 
@@ -21,9 +21,25 @@ all: build
 build:
 	$(GO) build -o $(CADDY) ./cmd/caddy
 
-## xcaddy: the same binary built the xcaddy way
+## xcaddy: the same binary built the xcaddy way: the README's command, with xcaddy pinned
+# The plugin package is $(MODULE)/module; the module itself comes from ./ by
+# --replace. This module is not published, so GOPRIVATE keeps its path away
+# from the module proxy and GOVCS away from git: Go's lookups for it then
+# answer "not found" and the replacement is used, offline or not.
+XCADDY       := $(GO) run github.com/caddyserver/xcaddy/cmd/xcaddy@v0.4.5
+XCADDY_BUILD := GOPRIVATE=$(MODULE) GOVCS=$(MODULE):off $(XCADDY) build v2.11.9 --with $(MODULE)/module --replace $(MODULE)=.
+XCADDY_OUT   := out/xcaddy/caddy
 xcaddy:
-	$(GO) run github.com/caddyserver/xcaddy/cmd/xcaddy@v0.4.5 build v2.11.9 --with $(MODULE)=. --output $(CADDY)
+	$(XCADDY_BUILD)
+
+# The xcaddy check of `make test`: rebuilt only when a Go file, go.mod or
+# go.sum changed, into its own file (not ./caddy), which must list both modules.
+$(XCADDY_OUT): $(shell git ls-files '*.go' go.mod go.sum 2>/dev/null)
+	@mkdir -p $(dir $@)
+	$(XCADDY_BUILD) --output $@
+xcaddy-check: $(XCADDY_OUT)
+	$(XCADDY_OUT) list-modules | grep -qx 'http.handlers.remote_desktop'
+	$(XCADDY_OUT) list-modules | grep -qx 'remote_desktop'
 
 ## lint: gofmt and go vet
 lint:
@@ -35,7 +51,7 @@ unit:
 	$(GOTEST) ./...
 
 ## test: lint, build, bring up the test bed, run every test with -race
-test: lint build testbed-up browser-deps
+test: lint build xcaddy-check testbed-up browser-deps
 	$(CADDY) list-modules | grep -qx 'http.handlers.remote_desktop'
 	$(CADDY) list-modules | grep -qx 'remote_desktop'
 	$(GOTEST) -run '^$$' ./... >/dev/null
