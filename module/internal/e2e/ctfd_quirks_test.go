@@ -9,7 +9,7 @@ import (
 )
 
 // CTFd 3.8.7's observed behaviours beyond the API's documentation
-// (/work/shared/ctfd-api/README.md), one test each.
+// (the CTFd API contract the stand-in follows), one test each.
 
 func isBannedPage(resp *http.Response, body []byte) bool {
 	return resp.StatusCode == http.StatusForbidden && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") &&
