@@ -39,6 +39,7 @@ type system struct {
 
 type sysConfig struct {
 	desktop  bool   // the real desktop image instead of the tiny one
+	evil     bool   // the malicious desktop image (testdata/images/evil)
 	policy   string // shutdown_policy, default destroy
 	extra    string // more lines for the app block
 	handler  string // more lines for the handler block
@@ -83,6 +84,9 @@ func (s *system) caddyfile() string {
 	image := s.tb.TinyImage
 	if s.cfg.desktop {
 		image = s.tb.DesktopImage
+	}
+	if s.cfg.evil {
+		image = s.tb.EvilImage
 	}
 	var hosts strings.Builder
 	for _, h := range s.tb.Hosts {
@@ -229,6 +233,14 @@ type wsConn struct {
 // the connection.
 func (s *system) dialWS(user int, path, origin string) (int, *wsConn) {
 	s.t.Helper()
+	resp, ws := s.dialWSHeaders(user, path, origin, nil)
+	return resp.StatusCode, ws
+}
+
+// dialWSHeaders is dialWS with more request headers; it returns the
+// handshake's answer (its body unread) and, on 101, the connection.
+func (s *system) dialWSHeaders(user int, path, origin string, extra map[string]string) (*http.Response, *wsConn) {
+	s.t.Helper()
 	c, err := net.DialTimeout("tcp", strings.TrimPrefix(s.caddy.URL, "http://"), 5*time.Second)
 	if err != nil {
 		s.t.Fatal(err)
@@ -244,6 +256,9 @@ func (s *system) dialWS(user int, path, origin string) (int, *wsConn) {
 	if user != 0 {
 		fmt.Fprintf(&b, "Cookie: session=%s\r\n", s.cookie(user))
 	}
+	for k, v := range extra {
+		fmt.Fprintf(&b, "%s: %s\r\n", k, v)
+	}
 	b.WriteString("\r\n")
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Write([]byte(b.String())); err != nil {
@@ -256,10 +271,10 @@ func (s *system) dialWS(user int, path, origin string) (int, *wsConn) {
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		c.Close()
-		return resp.StatusCode, nil
+		return resp, nil
 	}
 	_ = c.SetDeadline(time.Time{})
-	return resp.StatusCode, &wsConn{Conn: c, r: r}
+	return resp, &wsConn{Conn: c, r: r}
 }
 
 // readFrame reads one (unfragmented) frame's payload.
