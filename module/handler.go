@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 
+	"github.com/ctf-desktops/caddy-remote-desktop/module/identity"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/proxy"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/web"
 )
@@ -161,7 +162,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	done := make(chan struct{})
 	shutdown := make(chan struct{})
 	var once sync.Once
-	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+	srv, _ := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if srv != nil {
 		srv.RegisterOnShutdown(func() { once.Do(func() { close(shutdown) }) })
 	}
 	go func() {
@@ -173,18 +175,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}()
 
 	h.web = &web.Server{
-		NoVNC:          novnc,
-		ContainerHTTP:  h.UnsafeContainerHTTP,
-		Prefix:         h.PathPrefix,
-		Identity:       h.identity,
-		Sessions:       rt.sessions,
-		Hosts:          rt.hosts,
-		Events:         rt.events,
-		AllowedOrigins: h.AllowedOrigins,
-		LoginURL:       h.LoginURL,
-		Prepare:        prepareHost,
-		Done:           done,
-		Logger:         h.logger,
+		NoVNC:           novnc,
+		ContainerHTTP:   h.UnsafeContainerHTTP,
+		Prefix:          h.PathPrefix,
+		Identity:        h.identity,
+		Sessions:        rt.sessions,
+		Hosts:           rt.hosts,
+		Events:          rt.events,
+		AllowedOrigins:  h.AllowedOrigins,
+		LoginURL:        h.LoginURL,
+		Prepare:         prepareHost,
+		Done:            done,
+		Logger:          h.logger,
+		RecheckIdentity: recheckFor(h.identity, srv, h.PathPrefix),
 		Proxy: func(w http.ResponseWriter, r *http.Request, addr string) error {
 			fw := proxy.FilterResponse(w)
 			err := h.proxy.ServeHTTP(fw, r, noNext)
@@ -198,6 +201,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		},
 	}
 	return nil
+}
+
+// recheckFor is how long-lived responses re-identify their viewer: CTFd is
+// asked again; Caddy's own authentication is replayed under the running
+// configuration (see configRecheck).
+func recheckFor(id Identifier, srv *caddyhttp.Server, prefix string) func(*http.Request) (identity.User, error) {
+	if _, ok := id.(*CaddyIdentity); ok && srv != nil {
+		return (&configRecheck{server: srv, prefix: prefix, own: id}).Recheck
+	}
+	return id.Identify
 }
 
 // noNext ends the proxy's handler chain: the desktop is the last stop.

@@ -117,6 +117,7 @@ var routes = map[string]route{
 	"/api/create":              {method: http.MethodPost, handler: (*Server).create},
 	"/api/creation-status":     {method: http.MethodGet, handler: (*Server).creationStatus},
 	"/api/status":              {method: http.MethodGet, handler: (*Server).status},
+	"/api/me":                  {method: http.MethodGet, handler: (*Server).me},
 	"/api/destroy":             {method: http.MethodPost, handler: (*Server).destroy},
 	"/api/extend":              {method: http.MethodPost, handler: (*Server).extend},
 	"/admin/api/containers":    {method: http.MethodGet, admin: true, handler: (*Server).adminContainers},
@@ -192,6 +193,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return rt.handler(s, w, r, u)
+}
+
+// me answers who the request belongs to (also what a re-check of
+// identity caddy asks the current configuration).
+func (s *Server) me(w http.ResponseWriter, r *http.Request, u identity.User) error {
+	return writeJSON(w, http.StatusOK, map[string]any{"user": u})
 }
 
 // recheck re-identifies the viewer of a long-lived response.

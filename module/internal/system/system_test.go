@@ -43,6 +43,8 @@ type sysConfig struct {
 	policy   string // shutdown_policy, default destroy
 	extra    string // more lines for the app block
 	handler  string // more lines for the handler block
+	identity string // the handler's identity block instead of CTFd's
+	site     string // lines before the handler in the site block
 	cacheTTL string // identity cache_ttl, default 1s
 	timeout  string // identity timeout, default 2s
 	dataDir  string
@@ -88,6 +90,11 @@ func (s *system) caddyfile() string {
 	if s.cfg.evil {
 		image = s.tb.EvilImage
 	}
+	identityBlock := s.cfg.identity
+	if identityBlock == "" {
+		identityBlock = fmt.Sprintf("\t\tidentity ctfd {\n\t\t\turl %s\n\t\t\tadmin_token %s\n\t\t\tcache_ttl %s\n\t\t\ttimeout %s\n\t\t}",
+			s.ctfd.URL(), s.ctfd.AdminToken(), s.cfg.cacheTTL, s.cfg.timeout)
+	}
 	var hosts strings.Builder
 	for _, h := range s.tb.Hosts {
 		fmt.Fprintf(&hosts, "\t\thost %s {\n\t\t\tuser %s\n\t\t\tdocker_image %s\n\t\t}\n", h.IP, h.User, image)
@@ -111,19 +118,14 @@ func (s *system) caddyfile() string {
 	}
 }
 http://127.0.0.1:{{PORT}} {
-	remote_desktop {
-		identity ctfd {
-			url %s
-			admin_token %s
-			cache_ttl %s
-			timeout %s
-		}
+%s	remote_desktop {
+%s
 %s
 	}
 	respond "ctfd itself" 200
 }
 `, filepath.Join(s.t.TempDir(), "no-hosts.yml"), hosts.String(), s.tb.KnownHosts, s.tb.SSHKey, s.instance,
-		s.cfg.policy, s.cfg.extra, s.ctfd.URL(), s.ctfd.AdminToken(), s.cfg.cacheTTL, s.cfg.timeout, s.cfg.handler)
+		s.cfg.policy, s.cfg.extra, s.cfg.site, identityBlock, s.cfg.handler)
 }
 
 func (s *system) cookie(user int) string {

@@ -261,6 +261,7 @@ func TestAuthCheckSpeaksNginx(t *testing.T) {
 		}
 	}
 	s.ctfd.SetMode(e2e.Down)
+	time.Sleep(1200 * time.Millisecond) // past cache_ttl
 	if code, _, _ := s.req(alice, "GET", path, "", map[string]string{"X-User-ID": "7"}); code != 403 {
 		t.Errorf("CTFd down: %d, want 403", code)
 	}
