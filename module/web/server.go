@@ -37,7 +37,7 @@ type Server struct {
 	// ContainerHTTP sends those requests to the container instead, its
 	// answers filtered and sandboxed (the handler's unsafe_container_http).
 	ContainerHTTP bool
-	// Recheck re-identifies the viewer of an open desktop connection or
+	// RecheckIdentity re-identifies the viewer of an open desktop connection or
 	// admin event stream. Default: Identity.Identify.
 	RecheckIdentity func(r *http.Request) (identity.User, error)
 	// Prepare is run on a host that passes a manual check.
