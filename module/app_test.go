@@ -170,13 +170,15 @@ func TestHandlerCaddyfile(t *testing.T) {
 		path_prefix /desk
 		stream_close_delay 2h
 		allowed_origins https://ctf.example.com
+		novnc_path /opt/novnc
+		unsafe_container_http
 	}`)
 	var h Handler
 	if err := h.UnmarshalCaddyfile(d); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := json.Marshal(h)
-	want := `{"identity":{"admin_token":"{env.CTFD_ADMIN_TOKEN}","cache_ttl":5000000000,"require_verified":true,"source":"ctfd","url":"http://ctfd:8000"},"path_prefix":"/desk","stream_close_delay":7200000000000,"allowed_origins":["https://ctf.example.com"]}`
+	want := `{"identity":{"admin_token":"{env.CTFD_ADMIN_TOKEN}","cache_ttl":5000000000,"require_verified":true,"source":"ctfd","url":"http://ctfd:8000"},"path_prefix":"/desk","stream_close_delay":7200000000000,"allowed_origins":["https://ctf.example.com"],"novnc_path":"/opt/novnc","unsafe_container_http":true}`
 	if string(got) != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
@@ -193,6 +195,7 @@ func TestHandlerCaddyfile(t *testing.T) {
 		"remote_desktop {\n identity ctfd {\n colour x\n }\n}":  "unrecognized identity ctfd option",
 		"remote_desktop {\n identity caddy\n identity caddy\n}": "identity given twice",
 		"remote_desktop {\n bogus\n}":                           "unrecognized remote_desktop option",
+		"remote_desktop {\n unsafe_container_http yes\n}":       "wrong argument count",
 	} {
 		var h Handler
 		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(in))

@@ -271,7 +271,9 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    stream_close_delay <duration>
 //	    allowed_origins    <scheme://host>...
 //	    login_url          <path or URL>
+//	    novnc_path         <path in the desktop image>
 //	    novnc_root         <dir>
+//	    unsafe_container_http
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -300,6 +302,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = durationArg(d, &h.StreamCloseDelay)
 		case "novnc_root":
 			err = stringArg(d, &h.NoVNCRoot)
+		case "novnc_path":
+			err = stringArg(d, &h.NoVNCPath)
+		case "unsafe_container_http":
+			h.UnsafeContainerHTTP = true
+			err = noArgs(d)
 		case "login_url":
 			err = stringArg(d, &h.LoginURL)
 		case "allowed_origins":

@@ -4,10 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/http"
-	"os"
-	"path/filepath"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 
+	"github.com/ctf-desktops/caddy-remote-desktop/module/identity"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/proxy"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/web"
 )
@@ -51,13 +50,28 @@ type Handler struct {
 	// make state-changing requests and open desktop websockets.
 	AllowedOrigins []string `json:"allowed_origins,omitempty"`
 
-	// A directory holding noVNC's web client (e.g. /usr/share/novnc). When
-	// set, the handler serves noVNC's page and files from it and only the
-	// websocket goes to the player's container. Recommended: otherwise a
-	// player controls the HTML served under this site's origin at
-	// /remote-desktop/vnc/<their id>/, which an admin may open. Default:
-	// unset (everything is proxied to the container, as the seed did).
+	// Where noVNC's web client is inside the desktop image. Caddy serves
+	// every request under /remote-desktop/vnc/<id>/ but the websocket
+	// itself, from the files at this path in the image the desktop was
+	// created from (read once per image ID through the Docker API, from a
+	// container that is never started, and kept in memory): the operator
+	// built that image, a player never touched it. Only the websocket
+	// reaches the player's container. An image without noVNC there gets a
+	// clear error page. Default: /usr/share/novnc (Debian's novnc package).
+	NoVNCPath string `json:"novnc_path,omitempty"`
+
+	// A directory of this machine holding noVNC's web client, served
+	// instead of the image's (novnc_path is then unused). Default: unset.
 	NoVNCRoot string `json:"novnc_root,omitempty"`
+
+	// UNSAFE: send every request under /remote-desktop/vnc/<id>/ to the
+	// player's container, as the seed did, instead of serving noVNC from a
+	// trusted copy. A player controls what their container answers, so
+	// its answers are sandboxed (Content-Security-Policy: sandbox, an
+	// allow-list of headers): the page runs in an opaque origin, which
+	// also means it cannot open the desktop websocket itself. Logged as a
+	// warning at every start. Default: off.
+	UnsafeContainerHTTP bool `json:"unsafe_container_http,omitempty"`
 
 	// Where pages send visitors who are not logged in (with ?next=).
 	// Default: /login (CTFd's) with the ctfd identity, none otherwise.
@@ -119,22 +133,27 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		TransportRaw:     caddyconfig.JSONModuleObject(transport, "protocol", "http", nil),
 		DynamicUpstreams: proxy.Upstreams{},
 		StreamCloseDelay: h.StreamCloseDelay,
-		Headers: &headers.Handler{Response: &headers.RespHeaderOps{
-			HeaderOps: &headers.HeaderOps{Delete: []string{"Set-Cookie", "Set-Cookie2"}},
-			Deferred:  true,
-		}},
+		// What the proxy adds about the viewer (X-Forwarded-*, Via) after
+		// the request was prepared: these operations run after it.
+		// Answers are filtered by proxy.FilterResponse.
+		Headers: &headers.Handler{Request: &headers.HeaderOps{Delete: proxy.AddedByProxy}},
 	}
 	if err := h.proxy.Provision(ctx); err != nil {
 		return fmt.Errorf("provision desktop proxy: %w", err)
 	}
 
-	var novnc fs.FS
+	if h.NoVNCPath == "" {
+		h.NoVNCPath = defaultNoVNCPath
+	}
+	var novnc web.NoVNC = &imageNoVNC{path: h.NoVNCPath, hosts: rt.hosts, cache: &rt.novnc, logger: h.logger.Named("novnc")}
 	if h.NoVNCRoot != "" {
-		root := caddy.NewReplacer().ReplaceKnown(h.NoVNCRoot, "")
-		if st, err := os.Stat(filepath.Join(root, "vnc.html")); err != nil || st.IsDir() {
-			return fmt.Errorf("novnc_root: %s has no vnc.html", root)
+		if novnc, err = newDirNoVNC(caddy.NewReplacer().ReplaceKnown(h.NoVNCRoot, "")); err != nil {
+			return err
 		}
-		novnc = os.DirFS(root)
+	}
+	if h.UnsafeContainerHTTP {
+		h.logger.Warn("unsafe_container_http is ON: pages under " + h.PathPrefix + "/vnc/<id>/ come from the players' containers, which players control; " +
+			"they are sandboxed (Content-Security-Policy: sandbox) but this site serves them. Turn it off to serve noVNC from a trusted copy")
 	}
 
 	// Long-lived responses (the admin event stream) end when this config is
@@ -143,7 +162,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	done := make(chan struct{})
 	shutdown := make(chan struct{})
 	var once sync.Once
-	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+	srv, _ := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if srv != nil {
 		srv.RegisterOnShutdown(func() { once.Do(func() { close(shutdown) }) })
 	}
 	go func() {
@@ -155,19 +175,23 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}()
 
 	h.web = &web.Server{
-		NoVNC:          novnc,
-		Prefix:         h.PathPrefix,
-		Identity:       h.identity,
-		Sessions:       rt.sessions,
-		Hosts:          rt.hosts,
-		Events:         rt.events,
-		AllowedOrigins: h.AllowedOrigins,
-		LoginURL:       h.LoginURL,
-		Prepare:        prepareHost,
-		Done:           done,
-		Logger:         h.logger,
+		NoVNC:           novnc,
+		ContainerHTTP:   h.UnsafeContainerHTTP,
+		Prefix:          h.PathPrefix,
+		Identity:        h.identity,
+		Sessions:        rt.sessions,
+		Hosts:           rt.hosts,
+		Events:          rt.events,
+		AllowedOrigins:  h.AllowedOrigins,
+		LoginURL:        h.LoginURL,
+		Prepare:         prepareHost,
+		Done:            done,
+		Logger:          h.logger,
+		RecheckIdentity: recheckFor(h.identity, srv, h.PathPrefix),
 		Proxy: func(w http.ResponseWriter, r *http.Request, addr string) error {
-			err := h.proxy.ServeHTTP(w, r, noNext)
+			fw := proxy.FilterResponse(w)
+			err := h.proxy.ServeHTTP(fw, r, noNext)
+			fw.Finish()
 			var he caddyhttp.HandlerError
 			if errors.As(err, &he) {
 				return &web.Error{Status: http.StatusBadGateway, Code: "desktop_unreachable",
@@ -177,6 +201,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		},
 	}
 	return nil
+}
+
+// recheckFor is how long-lived responses re-identify their viewer: CTFd is
+// asked again; Caddy's own authentication is replayed under the running
+// configuration (see configRecheck).
+func recheckFor(id Identifier, srv *caddyhttp.Server, prefix string) func(*http.Request) (identity.User, error) {
+	if _, ok := id.(*CaddyIdentity); ok && srv != nil {
+		return (&configRecheck{server: srv, prefix: prefix, own: id}).Recheck
+	}
+	return id.Identify
 }
 
 // noNext ends the proxy's handler chain: the desktop is the last stop.
@@ -193,6 +227,9 @@ func (h *Handler) Cleanup() error {
 
 // Validate checks the configuration.
 func (h *Handler) Validate() error {
+	if h.NoVNCPath != "" && !path.IsAbs(h.NoVNCPath) {
+		return fmt.Errorf("novnc_path: %q is not an absolute path", h.NoVNCPath)
+	}
 	if !strings.HasPrefix(h.PathPrefix, "/") || strings.HasSuffix(h.PathPrefix, "/") {
 		return fmt.Errorf("path_prefix: %q must start with / and not end with one", h.PathPrefix)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/ctf-desktops/caddy-remote-desktop/module/docker"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/events"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/hosts"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/novnc"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/session"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/sshpool"
 )
@@ -34,6 +35,7 @@ type runtime struct {
 	hosts    *hosts.Orchestrator
 	sessions *session.Manager
 	store    storageStore
+	novnc    novnc.Cache // noVNC trees read from desktop images, by image ID
 
 	mu       sync.Mutex
 	started  bool

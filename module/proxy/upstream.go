@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 )
@@ -32,26 +31,17 @@ func (Upstreams) GetUpstreams(r *http.Request) ([]*reverseproxy.Upstream, error)
 	return []*reverseproxy.Upstream{{Dial: addr}}, nil
 }
 
-// credentialHeaders never reach a player's container: the container is the
-// player's to control, and admins open it through the same proxy.
-var credentialHeaders = []string{"Cookie", "Authorization", "Proxy-Authorization", "X-User-Id", "X-Vnc-Host", "X-Vnc-Port"}
-
 // ForContainer returns the request to send to a container: the path
-// rewritten to rest, and every credential header removed.
+// rewritten to rest, and only the headers in requestAllowed kept (no
+// credential and nothing about the viewer: the container is the player's
+// to control, and admins open it through the same proxy).
 func ForContainer(r *http.Request, rest string) *http.Request {
 	out := r.Clone(r.Context())
 	u := *r.URL
 	u.Path, u.RawPath = pathUnescape(rest), rest
 	out.URL = &u
 	out.RequestURI = u.RequestURI()
-	for _, h := range credentialHeaders {
-		out.Header.Del(h)
-	}
-	for k := range out.Header {
-		if strings.HasPrefix(strings.ToLower(k), "x-ctfd") {
-			out.Header.Del(k)
-		}
-	}
+	filterRequestHeaders(out.Header)
 	return out
 }
 

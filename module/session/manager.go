@@ -359,9 +359,11 @@ func (m *Manager) List() []View {
 
 // Target is where the proxy sends a user's desktop traffic.
 type Target struct {
-	SessionID string
-	Addr      string // pub_hostname:port of noVNC
-	ExpiresAt time.Time
+	SessionID   string
+	Addr        string // pub_hostname:port of noVNC
+	ExpiresAt   time.Time
+	Host        string // workspace host name
+	ContainerID string
 }
 
 // Lookup is the proxy's hot path: the user's ready session's address.
@@ -375,7 +377,7 @@ func (m *Manager) Lookup(userID string) (Target, bool) {
 	if !s.ExpiresAt.IsZero() && !m.now().Before(s.ExpiresAt) {
 		return Target{}, false
 	}
-	return Target{SessionID: s.ID, Addr: s.Addr(), ExpiresAt: s.ExpiresAt}, true
+	return Target{SessionID: s.ID, Addr: s.Addr(), ExpiresAt: s.ExpiresAt, Host: s.Host, ContainerID: s.ContainerID}, true
 }
 
 // Count reports the live sessions.

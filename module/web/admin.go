@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/ctf-desktops/caddy-remote-desktop/module/events"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/hosts"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/identity"
@@ -168,12 +170,23 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request, u identity.
 	}
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
+	// The viewer is re-checked as often as an open desktop is: a logout, a
+	// ban or a lost admin right ends the stream within the identity TTL.
+	recheck := time.NewTicker(s.recheckEvery())
+	defer recheck.Stop()
 	for {
 		select {
 		case <-r.Context().Done():
 			return nil
 		case <-s.Done:
 			return nil
+		case <-recheck.C:
+			if v, err := s.recheck(r); revoked(err) || err == nil && !v.Admin {
+				if ce := s.Logger.Check(zap.InfoLevel, "admin event stream ended: viewer is no longer an admin"); ce != nil {
+					ce.Write(zap.String("viewer", u.ID))
+				}
+				return nil
+			}
 		case <-keepalive.C:
 			if err := write([]byte(": keepalive\n\n")); err != nil {
 				return nil

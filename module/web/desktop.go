@@ -18,9 +18,10 @@ import (
 	"github.com/ctf-desktops/caddy-remote-desktop/module/proxy"
 )
 
-// desktop serves /vnc/<user_id>/...: noVNC's page, its files and the
-// websocket, from that user's container, for its owner or an admin only.
-// Authorization happens here, per request, in-process.
+// desktop serves /vnc/<user_id>/... for its owner or an admin only:
+// noVNC's page and files from Caddy's trusted copy, and the websocket,
+// which alone reaches the container. Authorization happens here, per
+// request, in-process.
 func (s *Server) desktop(w http.ResponseWriter, r *http.Request) error {
 	user, rest, err := proxy.ParsePath(r.URL.EscapedPath(), s.Prefix+"/vnc/")
 	if err != nil {
@@ -58,9 +59,19 @@ func (s *Server) desktop(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, s.Prefix+"/vnc/"+user+"/vnc.html", http.StatusFound)
 		return nil
 	}
-
-	if s.NoVNC != nil && !upgrade && rest != "/websockify" {
-		return s.noVNCFile(w, r, strings.TrimPrefix(rest, "/"))
+	if !upgrade {
+		// A plain request to the websocket's path would return whatever
+		// the container says: never proxied.
+		if rest == "/websockify" {
+			return errNotWebsocket
+		}
+		if !s.ContainerHTTP {
+			files, err := s.NoVNC.Files(r.Context(), target)
+			if err != nil {
+				return err
+			}
+			return noVNCFile(w, r, files, strings.TrimPrefix(rest, "/"))
+		}
 	}
 
 	ctx := proxy.WithTarget(r.Context(), target.Addr)
@@ -89,11 +100,7 @@ func isWebsocket(r *http.Request) bool {
 // ban, seen within the identity cache's TTL). An identity provider that
 // cannot be asked is not a revocation: the connection stays.
 func (s *Server) watch(ctx context.Context, cancel context.CancelFunc, r *http.Request, viewer identity.User, user, sessionID string) {
-	every := s.Recheck
-	if every <= 0 {
-		every = 2 * time.Second
-	}
-	t := time.NewTicker(every)
+	t := time.NewTicker(s.recheckEvery())
 	defer t.Stop()
 	for {
 		select {
@@ -105,9 +112,8 @@ func (s *Server) watch(ctx context.Context, cancel context.CancelFunc, r *http.R
 			cancel()
 			return
 		}
-		u, err := s.Identity.Identify(r)
-		if err != nil && (errors.Is(err, identity.ErrUnauthenticated) || errors.Is(err, identity.ErrForbidden)) ||
-			err == nil && u.ID != user && !u.Admin {
+		u, err := s.recheck(r)
+		if revoked(err) || err == nil && u.ID != user && !u.Admin {
 			if ce := s.Logger.Check(zap.InfoLevel, "desktop connection cut: viewer's login no longer valid"); ce != nil {
 				ce.Write(zap.String("user", user), zap.String("viewer", viewer.ID))
 			}
@@ -119,27 +125,55 @@ func (s *Server) watch(ctx context.Context, cancel context.CancelFunc, r *http.R
 
 // authCheck is the seed's nginx auth_request endpoint, for operators who
 // keep nginx in front: X-User-ID names the desktop, the request's own login
-// decides, and the answer carries X-VNC-Host and X-VNC-Port. The same rules
-// as the built-in proxy apply.
-func (s *Server) authCheck(w http.ResponseWriter, r *http.Request, viewer identity.User) error {
-	user := r.Header.Get("X-User-ID")
-	if !identity.ValidID(user) {
-		return errorf(http.StatusBadRequest, "bad_request", "X-User-ID must name a user")
-	}
-	if viewer.ID != user && !viewer.Admin {
-		return errNotYourDesk
-	}
-	target, ok := s.Sessions.Lookup(user)
-	if !ok {
-		return errNoDesktop
-	}
-	host, port, err := net.SplitHostPort(target.Addr)
-	if err != nil {
-		return err
+// decides, and the answer carries X-VNC-Host and X-VNC-Port. It speaks
+// auth_request's language: 200 (allowed), 401 (not logged in) or 403
+// (anything else, including a foreign Origin or an identity source that
+// cannot be asked), since nginx turns any other status into a 500. The
+// same rules as the built-in proxy apply.
+func (s *Server) authCheck(w http.ResponseWriter, r *http.Request) {
+	status, host, port := s.authDecision(r)
+	if status != http.StatusOK {
+		_ = writeJSON(w, status, map[string]any{"allowed": false})
+		return
 	}
 	w.Header().Set("X-VNC-Host", host)
 	w.Header().Set("X-VNC-Port", port)
-	return writeJSON(w, http.StatusOK, map[string]any{"host": host, "port": mustAtoi(port)})
+	_ = writeJSON(w, http.StatusOK, map[string]any{"host": host, "port": mustAtoi(port)})
+}
+
+func (s *Server) authDecision(r *http.Request) (status int, host, port string) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return http.StatusForbidden, "", ""
+	}
+	// nginx passes the original request's headers: a websocket must come
+	// from our own pages, and no browser request from another site passes.
+	origin := r.Header.Get("Origin")
+	if isWebsocket(r) && origin == "" || !s.sameSite(r) {
+		return http.StatusForbidden, "", ""
+	}
+	user := r.Header.Get("X-User-ID")
+	if !identity.ValidID(user) {
+		return http.StatusForbidden, "", ""
+	}
+	viewer, err := s.Identity.Identify(r)
+	if errors.Is(err, identity.ErrUnauthenticated) {
+		return http.StatusUnauthorized, "", ""
+	}
+	if err != nil || viewer.ID != user && !viewer.Admin {
+		return http.StatusForbidden, "", ""
+	}
+	if s.waitLoaded(r.Context()) != nil {
+		return http.StatusForbidden, "", ""
+	}
+	target, ok := s.Sessions.Lookup(user)
+	if !ok {
+		return http.StatusForbidden, "", ""
+	}
+	host, port, err = net.SplitHostPort(target.Addr)
+	if err != nil {
+		return http.StatusForbidden, "", ""
+	}
+	return http.StatusOK, host, port
 }
 
 func mustAtoi(s string) int {
@@ -148,14 +182,14 @@ func mustAtoi(s string) int {
 }
 
 // noVNCFile serves one of noVNC's files from Caddy's own copy.
-func (s *Server) noVNCFile(w http.ResponseWriter, r *http.Request, name string) error {
+func noVNCFile(w http.ResponseWriter, r *http.Request, files fs.FS, name string) error {
 	if !fs.ValidPath(name) {
 		return errBadPath
 	}
-	if st, err := fs.Stat(s.NoVNC, name); err != nil || st.IsDir() {
+	if st, err := fs.Stat(files, name); err != nil || st.IsDir() {
 		return errNotFound
 	}
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	http.ServeFileFS(w, r, s.NoVNC, name)
+	http.ServeFileFS(w, r, files, name)
 	return nil
 }

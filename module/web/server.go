@@ -30,10 +30,16 @@ type Server struct {
 	Events         *events.Log
 	AllowedOrigins []string
 	LoginURL       string // where pages send visitors who are not logged in
-	// NoVNC, when set, serves noVNC's page and files itself, so that only
-	// the websocket reaches a player's container (see the handler's
-	// novnc_root).
-	NoVNC fs.FS
+	// NoVNC gives the trusted noVNC files served for a desktop: every
+	// request under /vnc/<id>/ but the websocket is answered from them, so
+	// only the websocket reaches a player's container.
+	NoVNC NoVNC
+	// ContainerHTTP sends those requests to the container instead, its
+	// answers filtered and sandboxed (the handler's unsafe_container_http).
+	ContainerHTTP bool
+	// RecheckIdentity re-identifies the viewer of an open desktop connection or
+	// admin event stream. Default: Identity.Identify.
+	RecheckIdentity func(r *http.Request) (identity.User, error)
 	// Prepare is run on a host that passes a manual check.
 	Prepare hosts.Prepare
 	// Proxy sends an authorized request on to the container at addr.
@@ -44,6 +50,11 @@ type Server struct {
 	// Done ends long-lived responses (SSE) when this server is replaced.
 	Done   <-chan struct{}
 	Logger *zap.Logger
+}
+
+// NoVNC gives the noVNC files to serve for a desktop.
+type NoVNC interface {
+	Files(ctx context.Context, t session.Target) (fs.FS, error)
 }
 
 // Error is an HTTP error with the stable JSON shape
@@ -74,6 +85,7 @@ var (
 	errNoDesktop     = errorf(http.StatusNotFound, "no_desktop", "no ready desktop for that user")
 	errNotYourDesk   = errorf(http.StatusForbidden, "forbidden", "that desktop is not yours")
 	errForeignOrigin = errorf(http.StatusForbidden, "bad_origin", "websocket from a foreign origin refused")
+	errNotWebsocket  = errorf(http.StatusBadRequest, "websocket_required", "only a websocket may open this path")
 )
 
 // identityError maps an identity failure to its response. Anything that is
@@ -107,9 +119,9 @@ var routes = map[string]route{
 	"/api/create":              {method: http.MethodPost, handler: (*Server).create},
 	"/api/creation-status":     {method: http.MethodGet, handler: (*Server).creationStatus},
 	"/api/status":              {method: http.MethodGet, handler: (*Server).status},
+	"/api/me":                  {method: http.MethodGet, handler: (*Server).me},
 	"/api/destroy":             {method: http.MethodPost, handler: (*Server).destroy},
 	"/api/extend":              {method: http.MethodPost, handler: (*Server).extend},
-	"/api/auth-check":          {method: http.MethodGet, handler: (*Server).authCheck},
 	"/admin/api/containers":    {method: http.MethodGet, admin: true, handler: (*Server).adminContainers},
 	"/admin/api/kill":          {method: http.MethodPost, admin: true, handler: (*Server).adminKill},
 	"/admin/api/extend":        {method: http.MethodPost, admin: true, handler: (*Server).adminExtend},
@@ -152,6 +164,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 		return s.static(w, r, strings.TrimPrefix(sub, "/static/"))
 	case strings.HasPrefix(sub, "/vnc/") || sub == "/vnc":
 		return s.desktop(w, r)
+	case sub == "/api/auth-check":
+		s.authCheck(w, r)
+		return nil
 	}
 	rt, ok := routes[sub]
 	if !ok {
@@ -180,6 +195,33 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return rt.handler(s, w, r, u)
+}
+
+// me answers who the request belongs to (also what a re-check of
+// identity caddy asks the current configuration).
+func (s *Server) me(w http.ResponseWriter, r *http.Request, u identity.User) error {
+	return writeJSON(w, http.StatusOK, map[string]any{"user": u})
+}
+
+// recheck re-identifies the viewer of a long-lived response.
+func (s *Server) recheck(r *http.Request) (identity.User, error) {
+	if s.RecheckIdentity != nil {
+		return s.RecheckIdentity(r)
+	}
+	return s.Identity.Identify(r)
+}
+
+// revoked reports whether a re-check says the viewer lost their login; an
+// identity source that cannot be asked is not a revocation.
+func revoked(err error) bool {
+	return errors.Is(err, identity.ErrUnauthenticated) || errors.Is(err, identity.ErrForbidden)
+}
+
+func (s *Server) recheckEvery() time.Duration {
+	if s.Recheck > 0 {
+		return s.Recheck
+	}
+	return 2 * time.Second
 }
 
 // waitLoaded holds a request until stored sessions are loaded at start, so

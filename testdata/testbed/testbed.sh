@@ -7,7 +7,8 @@
 #   up [N]    make sure N hosts (default $TESTBED_HOSTS, else 3) run, each a
 #             container rdtb-host-I (rd-dockerhost image: sshd + dockerd) on the
 #             docker network rdtb-net (172.30.77.0/24) at 172.30.77.(10+I),
-#             with rd-desktop:latest and rd-tiny:latest loaded into its dockerd.
+#             with rd-desktop:latest, rd-tiny:latest and rd-evil:latest (a
+#             malicious desktop, for security tests) loaded into its dockerd.
 #             Writes testdata/testbed/state/: id_ed25519(.pub) (the client
 #             key), known_hosts, hosts.yml, testbed.json. Idempotent; a second
 #             `up` only checks (and revives dead sshd/dockerd in the hosts).
@@ -37,8 +38,9 @@ readonly LABEL=rdtb.testbed
 readonly BASE_IMAGE=debian:bookworm-slim
 readonly DESKTOP_IMAGE=rd-desktop:latest
 readonly TINY_IMAGE=rd-tiny:latest
+readonly EVIL_IMAGE=rd-evil:latest
 readonly DOCKERHOST_IMAGE=rd-dockerhost:latest
-readonly LOADED_IMAGES=("$DESKTOP_IMAGE" "$TINY_IMAGE")
+readonly LOADED_IMAGES=("$DESKTOP_IMAGE" "$TINY_IMAGE" "$EVIL_IMAGE")
 readonly HOST_KEY_TYPES=(ed25519 ecdsa rsa)
 readonly DOCKERD_LOG=/var/log/rd-dockerd.log
 readonly DEBIAN_MIRROR=${TESTBED_DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -234,6 +236,17 @@ build_tiny_binary() {
 	) || die "could not build the tiny server"
 }
 
+# build_evil_binary: the rd-evil server, built like the tiny one.
+build_evil_binary() {
+	local go
+	go=$(go_binary)
+	(
+		cd "$IMAGES_DIR/evil"
+		CGO_ENABLED=0 GOWORK=off GOFLAGS='' GOTOOLCHAIN=local \
+			"$go" build -buildvcs=false -ldflags='-s -w' -o evilserver .
+	) || die "could not build the evil server"
+}
+
 # build_image TAG DIR
 build_image() {
 	local tag=$1 dir=$2 t0 logf
@@ -260,6 +273,8 @@ cmd_images() {
 	build_tiny_binary
 	build_image "$TINY_IMAGE" "$IMAGES_DIR/tiny"
 	build_image "$DESKTOP_IMAGE" "$IMAGES_DIR/desktop"
+	build_evil_binary # its image takes noVNC from rd-desktop
+	build_image "$EVIL_IMAGE" "$IMAGES_DIR/evil"
 	build_image "$DOCKERHOST_IMAGE" "$IMAGES_DIR/dockerhost"
 	# Builds leave the previous image untagged; drop those.
 	docker image prune -f --filter "label=$LABEL.image=1" >/dev/null 2>&1 || true
@@ -355,7 +370,8 @@ write_state_files() {
 		printf '  "known_hosts": "%s",\n' "$STATE_DIR/known_hosts"
 		printf '  "hosts_file": "%s",\n' "$STATE_DIR/hosts.yml"
 		printf '  "desktop_image": "%s",\n' "$DESKTOP_IMAGE"
-		printf '  "tiny_image": "%s"\n' "$TINY_IMAGE"
+		printf '  "tiny_image": "%s",\n' "$TINY_IMAGE"
+		printf '  "evil_image": "%s"\n' "$EVIL_IMAGE"
 		printf '}\n'
 	} >"$tmp"
 	chmod 0644 "$tmp"
@@ -614,7 +630,7 @@ cmd_down() {
 	rm -rf "${STATE_DIR:?}"
 	if ((images)); then
 		log "removing images"
-		docker image rm -f "$DESKTOP_IMAGE" "$TINY_IMAGE" "$DOCKERHOST_IMAGE" >/dev/null 2>&1 || true
+		docker image rm -f "$EVIL_IMAGE" "$DESKTOP_IMAGE" "$TINY_IMAGE" "$DOCKERHOST_IMAGE" >/dev/null 2>&1 || true
 	fi
 	log "down ($(elapsed) s)"
 }
@@ -626,7 +642,7 @@ cmd_status() {
 		return 1
 	fi
 	echo "docker: running ($(docker version -f '{{.Server.Version}}' 2>/dev/null))"
-	for img in "$BASE_IMAGE" "$DESKTOP_IMAGE" "$TINY_IMAGE" "$DOCKERHOST_IMAGE"; do
+	for img in "$BASE_IMAGE" "$DESKTOP_IMAGE" "$TINY_IMAGE" "$EVIL_IMAGE" "$DOCKERHOST_IMAGE"; do
 		if id=$(docker image inspect -f '{{.Id}}' "$img" 2>/dev/null); then
 			printf 'image: %-22s %s %s\n' "$img" "${id:7:12}" "$(image_size "$img")"
 		else

@@ -309,6 +309,19 @@ func (c *CTFd) setBanned(userID int, banned bool) {
 	u.Banned = banned
 }
 
+// SetAdmin makes the user an admin ("type": "admin") or takes that away,
+// as CTFd's admin panel does.
+func (c *CTFd) SetAdmin(userID int, admin bool) {
+	c.t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	u := c.users[userID]
+	if u == nil {
+		c.t.Fatalf("ctfd stand-in: SetAdmin: no user %d", userID)
+	}
+	u.Admin = admin
+}
+
 // ChangePassword changes the user's password: the sessions opened before
 // are answered 401 (JSON) or a redirect to /login, and are then gone.
 func (c *CTFd) ChangePassword(userID int) {

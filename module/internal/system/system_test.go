@@ -39,9 +39,12 @@ type system struct {
 
 type sysConfig struct {
 	desktop  bool   // the real desktop image instead of the tiny one
+	evil     bool   // the malicious desktop image (testdata/images/evil)
 	policy   string // shutdown_policy, default destroy
 	extra    string // more lines for the app block
 	handler  string // more lines for the handler block
+	identity string // the handler's identity block instead of CTFd's
+	site     string // lines before the handler in the site block
 	cacheTTL string // identity cache_ttl, default 1s
 	timeout  string // identity timeout, default 2s
 	dataDir  string
@@ -84,6 +87,14 @@ func (s *system) caddyfile() string {
 	if s.cfg.desktop {
 		image = s.tb.DesktopImage
 	}
+	if s.cfg.evil {
+		image = s.tb.EvilImage
+	}
+	identityBlock := s.cfg.identity
+	if identityBlock == "" {
+		identityBlock = fmt.Sprintf("\t\tidentity ctfd {\n\t\t\turl %s\n\t\t\tadmin_token %s\n\t\t\tcache_ttl %s\n\t\t\ttimeout %s\n\t\t}",
+			s.ctfd.URL(), s.ctfd.AdminToken(), s.cfg.cacheTTL, s.cfg.timeout)
+	}
 	var hosts strings.Builder
 	for _, h := range s.tb.Hosts {
 		fmt.Fprintf(&hosts, "\t\thost %s {\n\t\t\tuser %s\n\t\t\tdocker_image %s\n\t\t}\n", h.IP, h.User, image)
@@ -107,19 +118,14 @@ func (s *system) caddyfile() string {
 	}
 }
 http://127.0.0.1:{{PORT}} {
-	remote_desktop {
-		identity ctfd {
-			url %s
-			admin_token %s
-			cache_ttl %s
-			timeout %s
-		}
+%s	remote_desktop {
+%s
 %s
 	}
 	respond "ctfd itself" 200
 }
 `, filepath.Join(s.t.TempDir(), "no-hosts.yml"), hosts.String(), s.tb.KnownHosts, s.tb.SSHKey, s.instance,
-		s.cfg.policy, s.cfg.extra, s.ctfd.URL(), s.ctfd.AdminToken(), s.cfg.cacheTTL, s.cfg.timeout, s.cfg.handler)
+		s.cfg.policy, s.cfg.extra, s.cfg.site, identityBlock, s.cfg.handler)
 }
 
 func (s *system) cookie(user int) string {
@@ -229,6 +235,14 @@ type wsConn struct {
 // the connection.
 func (s *system) dialWS(user int, path, origin string) (int, *wsConn) {
 	s.t.Helper()
+	resp, ws := s.dialWSHeaders(user, path, origin, nil)
+	return resp.StatusCode, ws
+}
+
+// dialWSHeaders is dialWS with more request headers; it returns the
+// handshake's answer (its body unread) and, on 101, the connection.
+func (s *system) dialWSHeaders(user int, path, origin string, extra map[string]string) (*http.Response, *wsConn) {
+	s.t.Helper()
 	c, err := net.DialTimeout("tcp", strings.TrimPrefix(s.caddy.URL, "http://"), 5*time.Second)
 	if err != nil {
 		s.t.Fatal(err)
@@ -244,6 +258,9 @@ func (s *system) dialWS(user int, path, origin string) (int, *wsConn) {
 	if user != 0 {
 		fmt.Fprintf(&b, "Cookie: session=%s\r\n", s.cookie(user))
 	}
+	for k, v := range extra {
+		fmt.Fprintf(&b, "%s: %s\r\n", k, v)
+	}
 	b.WriteString("\r\n")
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Write([]byte(b.String())); err != nil {
@@ -256,10 +273,10 @@ func (s *system) dialWS(user int, path, origin string) (int, *wsConn) {
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		c.Close()
-		return resp.StatusCode, nil
+		return resp, nil
 	}
 	_ = c.SetDeadline(time.Time{})
-	return resp.StatusCode, &wsConn{Conn: c, r: r}
+	return resp, &wsConn{Conn: c, r: r}
 }
 
 // readFrame reads one (unfragmented) frame's payload.

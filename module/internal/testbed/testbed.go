@@ -70,6 +70,7 @@ type Testbed struct {
 	HostsFile    string `json:"hosts_file"`  // a hosts.yml for the test bed
 	DesktopImage string `json:"desktop_image"`
 	TinyImage    string `json:"tiny_image"`
+	EvilImage    string `json:"evil_image"` // a malicious desktop (testdata/images/evil)
 
 	Path string `json:"-"` // where it was read from
 }
@@ -103,6 +104,9 @@ func Load(t testing.TB) *Testbed {
 		t.Fatalf("testbed: parse %s: %v", path, err)
 	}
 	tb.Path = path
+	if tb.EvilImage == "" { // a bed brought up before rd-evil existed
+		tb.EvilImage = "rd-evil:latest"
+	}
 	if len(tb.Hosts) == 0 {
 		t.Fatalf("testbed: %s lists no hosts", path)
 	}

@@ -1,0 +1,159 @@
+package remotedesktop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/ctf-desktops/caddy-remote-desktop/module/docker"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/hosts"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/novnc"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/session"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/web"
+)
+
+// defaultNoVNCPath is where Debian's novnc package puts the web client.
+const defaultNoVNCPath = "/usr/share/novnc"
+
+// noVNCBuildTimeout bounds reading noVNC out of an image (create, archive
+// calls, remove) over a host's SSH connection.
+const noVNCBuildTimeout = 60 * time.Second
+
+// LabelFiles marks the never-started containers made to read an image's
+// files; they are removed right after.
+const LabelFiles = "io.ctf-remote-desktop.files"
+
+// imageNoVNC serves the noVNC that is inside the desktop's own image: the
+// operator built the image and a player never touched it, so its files are
+// trusted, and they always match the websockify the desktop runs. They are
+// read through the Engine API from a container that is never started,
+// once per image ID.
+type imageNoVNC struct {
+	path   string
+	hosts  *hosts.Orchestrator
+	cache  *novnc.Cache
+	logger *zap.Logger
+
+	mu     sync.Mutex
+	images map[string]imageRef // by container ID
+}
+
+type imageRef struct{ id, ref string }
+
+// maxImageRefs bounds the container → image memo (an entry is ~150 bytes).
+const maxImageRefs = 10000
+
+// Files implements web.NoVNC.
+func (n *imageNoVNC) Files(ctx context.Context, t session.Target) (fs.FS, error) {
+	h, ok := n.hosts.Get(t.Host)
+	if !ok || t.ContainerID == "" {
+		return nil, &web.Error{Status: http.StatusBadGateway, Code: "novnc_unavailable", Message: "the desktop's host is not configured any more"}
+	}
+	img, err := n.image(ctx, h, t.ContainerID)
+	if err != nil {
+		n.logger.Warn("noVNC: cannot inspect the desktop's container", zap.String("host", t.Host), zap.Error(err))
+		return nil, &web.Error{Status: http.StatusBadGateway, Code: "novnc_unavailable", Message: "noVNC could not be read from the desktop image; try again in a moment"}
+	}
+	tree, err := n.cache.Get(ctx, img.id+"\x00"+n.path, noVNCBuildTimeout, func(ctx context.Context) (*novnc.Tree, error) {
+		return n.build(ctx, h, img)
+	})
+	switch {
+	case err == nil:
+		return tree, nil
+	case errors.Is(err, novnc.ErrNotFound):
+		return nil, &web.Error{Status: http.StatusBadGateway, Code: "novnc_missing",
+			Message: fmt.Sprintf("The desktop image %s (%s) has no noVNC at %s. The operator must install noVNC there, or set novnc_path or novnc_root.", img.ref, shortID(img.id), n.path)}
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	default:
+		return nil, &web.Error{Status: http.StatusBadGateway, Code: "novnc_unavailable", Message: "noVNC could not be read from the desktop image; try again in a moment"}
+	}
+}
+
+func (n *imageNoVNC) build(ctx context.Context, h *hosts.Host, img imageRef) (*novnc.Tree, error) {
+	start := time.Now()
+	var tree *novnc.Tree
+	err := h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
+		return d.WithImageFiles(ctx, img.id, map[string]string{LabelFiles: "novnc"},
+			func(ctx context.Context, archive func(context.Context, string) (io.ReadCloser, error)) error {
+				var err error
+				tree, err = novnc.Build(ctx, func(ctx context.Context, p string) (io.ReadCloser, error) {
+					rc, err := archive(ctx, p)
+					if errors.Is(err, docker.ErrNotFound) {
+						return nil, fmt.Errorf("%w: %v", fs.ErrNotExist, err)
+					}
+					return rc, err
+				}, n.path, novnc.Limits{})
+				return err
+			})
+	})
+	if err != nil {
+		n.logger.Warn("noVNC: cannot read it from the desktop image", zap.String("image", img.ref),
+			zap.String("image_id", img.id), zap.String("path", n.path), zap.String("host", h.Name()), zap.Error(err))
+		return nil, err
+	}
+	n.logger.Info("noVNC read from the desktop image", zap.String("image", img.ref), zap.String("image_id", img.id),
+		zap.String("path", n.path), zap.Int("files", tree.Len()), zap.Int64("bytes", tree.Size()),
+		zap.Duration("took", time.Since(start)))
+	return tree, nil
+}
+
+// image returns the image a container was created from, remembered (a
+// container's image never changes).
+func (n *imageNoVNC) image(ctx context.Context, h *hosts.Host, containerID string) (imageRef, error) {
+	n.mu.Lock()
+	img, ok := n.images[containerID]
+	n.mu.Unlock()
+	if ok {
+		return img, nil
+	}
+	err := h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
+		var err error
+		img.id, img.ref, err = d.ContainerImage(ctx, containerID)
+		return err
+	})
+	if err != nil {
+		return imageRef{}, err
+	}
+	n.mu.Lock()
+	if n.images == nil || len(n.images) >= maxImageRefs {
+		n.images = map[string]imageRef{}
+	}
+	n.images[containerID] = img
+	n.mu.Unlock()
+	return img, nil
+}
+
+func shortID(id string) string {
+	if len(id) > 19 {
+		return id[:19]
+	}
+	return id
+}
+
+// dirNoVNC serves noVNC from a directory of this machine (novnc_root).
+type dirNoVNC struct{ fs fs.FS }
+
+// Files implements web.NoVNC.
+func (d dirNoVNC) Files(context.Context, session.Target) (fs.FS, error) { return d.fs, nil }
+
+func newDirNoVNC(root string) (dirNoVNC, error) {
+	if st, err := os.Stat(root + "/vnc.html"); err != nil || st.IsDir() {
+		return dirNoVNC{}, fmt.Errorf("novnc_root: %s has no vnc.html", root)
+	}
+	return dirNoVNC{fs: os.DirFS(root)}, nil
+}
+
+// Interface guards
+var (
+	_ web.NoVNC = (*imageNoVNC)(nil)
+	_ web.NoVNC = dirNoVNC{}
+)
