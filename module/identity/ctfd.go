@@ -56,6 +56,9 @@ type CTFd struct {
 	player   *http.Client // no cookie jar: the player's cookie is forwarded as is
 	admin    *http.Client // keeps CTFd's cookie between token calls
 
+	nameMu sync.Mutex
+	name   *nameCache // CTFName's answer
+
 	mu       sync.Mutex
 	cache    map[[32]byte]*cacheEntry
 	inflight map[[32]byte]*call

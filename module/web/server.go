@@ -19,6 +19,7 @@ import (
 	"github.com/ctf-desktops/caddy-remote-desktop/module/hosts"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/identity"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/session"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/ui"
 )
 
 // Server serves one path prefix.
@@ -30,6 +31,10 @@ type Server struct {
 	Events         *events.Log
 	AllowedOrigins []string
 	LoginURL       string // where pages send visitors who are not logged in
+	// Brand gives the CTF's name for the navbar (nil or "": "CTF").
+	Brand func(context.Context) string
+	// Links are the navbar's links (nil: CTFd's Challenges and Scoreboard).
+	Links []ui.Link
 	// NoVNC, when set, serves noVNC's page and files itself, so that only
 	// the websocket reaches a player's container (see the handler's
 	// novnc_root).
@@ -136,7 +141,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var e *Error
 	if errors.As(err, &e) && r.Method == http.MethodGet && !isWebsocket(r) &&
 		strings.HasPrefix(r.URL.Path, s.Prefix+"/vnc/") && strings.Contains(r.Header.Get("Accept"), "text/html") {
-		if perr := s.messagePage(w, e.Status, e.Message); perr == nil {
+		if perr := s.messagePage(w, r, e.Status, e.Message); perr == nil {
 			return
 		}
 	}
@@ -172,6 +177,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 		return identityError(err)
 	}
 	if rt.admin && !u.Admin {
+		if rt.page { // a browser opening /admin gets a page, not raw JSON
+			return s.messagePage(w, r, errNotAdmin.Status, "This page is for the CTF's admins only.")
+		}
 		return errNotAdmin
 	}
 	if err := s.waitLoaded(r.Context()); err != nil {
