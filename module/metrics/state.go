@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"sort"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -13,6 +14,9 @@ type Figures struct {
 	Sessions []SessionCount `json:"sessions"` // live (not ended) sessions by state and host
 	Hosts    []HostFigure   `json:"hosts"`
 	SSH      []SSHFigure    `json:"ssh,omitempty"`
+	// How long the oldest queued session has waited so far (0: none
+	// queued): a stuck queue shows here before any session leaves it.
+	QueueOldest time.Duration `json:"-"`
 }
 
 // SessionCount is how many live sessions are in one state on one host
@@ -112,6 +116,8 @@ var (
 		"Live sessions by state and host (host empty while queued).", []string{"state", "host"}, nil)
 	descQueue = prometheus.NewDesc(namespace+"_queue_length",
 		"Sessions waiting in the queue for a host.", nil, nil)
+	descQueueOldest = prometheus.NewDesc(namespace+"_queue_oldest_wait_seconds",
+		"How long the oldest session still in the queue has waited so far; 0 when none is queued.", nil, nil)
 	descHealthy = prometheus.NewDesc(namespace+"_host_healthy",
 		"1 when the host passed its last checks and is in rotation health-wise.", []string{"host"}, nil)
 	descHealth = prometheus.NewDesc(namespace+"_host_health",
@@ -138,7 +144,7 @@ type stateCollector struct {
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSessions, descQueue, descHealthy, descHealth, descDrained,
+	for _, d := range []*prometheus.Desc{descSessions, descQueue, descQueueOldest, descHealthy, descHealth, descDrained,
 		descLoad, descCapacity, descSSHOpen, descSSHWaiting, descSSHDials, descSSHDialFailures} {
 		ch <- d
 	}
@@ -173,6 +179,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descSessions, float64(n), k[0], k[1])
 	}
 	gauge(descQueue, float64(f.Summary().Queued))
+	gauge(descQueueOldest, f.QueueOldest.Seconds())
 	for _, h := range f.Hosts {
 		gauge(descHealthy, b2f(h.Health == "healthy"), h.Name)
 		for _, hs := range []string{"healthy", "unhealthy", "unknown"} {

@@ -1,6 +1,8 @@
 package web
 
 import (
+	"time"
+
 	"github.com/ctf-desktops/caddy-remote-desktop/module/hosts"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/metrics"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/session"
@@ -10,12 +12,14 @@ import (
 // dashboard's figures show: one function for both, so they agree.
 func Figures(sessions *session.Manager, orch *hosts.Orchestrator) metrics.Figures {
 	var f metrics.Figures
+	now := time.Now()
 	list := sessions.List()
 	pairs := make([][2]string, 0, len(list))
 	for _, v := range list {
 		host := v.Host
 		if v.State == session.Queued {
 			host = ""
+			f.QueueOldest = max(f.QueueOldest, now.Sub(v.CreatedAt))
 		}
 		pairs = append(pairs, [2]string{string(v.State), host})
 	}
