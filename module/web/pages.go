@@ -104,12 +104,20 @@ func (s *Server) identityPage(w http.ResponseWriter, r *http.Request, err error)
 	return s.messagePage(w, r, e.Status, msg)
 }
 
+var headings = map[int]string{
+	http.StatusUnauthorized:       "Not logged in",
+	http.StatusForbidden:          "Access denied",
+	http.StatusNotFound:           "Not found",
+	http.StatusServiceUnavailable: "Temporarily unavailable",
+}
+
 // messagePage answers with a page saying msg, in the player page's layout
 // (navbar, stylesheet), with a link back to the player page.
 func (s *Server) messagePage(w http.ResponseWriter, r *http.Request, status int, msg string) error {
 	var buf bytes.Buffer
 	data := s.pageData(r)
 	data.Status, data.Message, data.Nonce = status, msg, randomNonce()
+	data.Heading = headings[status]
 	if err := ui.Page(&buf, ui.MessagePage, data); err != nil {
 		return err
 	}
