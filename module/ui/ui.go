@@ -28,7 +28,10 @@
 //     /api/creation-status every 500 ms until ready, failed, destroyed or
 //     expired; POST /api/extend; POST /api/destroy.
 //   - Admin: GET /admin/api/containers every 5 s, /admin/api/hosts every
-//     10 s, both also soon after a matching event; GET
+//     10 s, both also soon after a matching event; the figures at the top
+//     are their "summary" (the numbers the metrics export); a
+//     session_timer_started or session_extended event's data.expires_at
+//     sets that row's countdown at once; GET
 //     /admin/api/events/recent?limit=100 once, then the SSE stream
 //     /admin/api/events/stream ("id:", "event: <type>", "data: <event>");
 //     events are de-duplicated by id, so replays are harmless. POST
