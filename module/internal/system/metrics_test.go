@@ -132,6 +132,16 @@ func TestMetricsFollowASessionAndSurviveReload(t *testing.T) {
 
 	// promtool accepts the scrape (lint included: names, units, help).
 	e2e.RunPromtool(t, m3.Raw, "check", "metrics")
+	series := 0
+	for name, f := range m3.Families {
+		if strings.HasPrefix(name, "remote_desktop_") {
+			series += len(f.GetMetric())
+		}
+	}
+	start := time.Now()
+	s.metrics()
+	t.Logf("MEASURED a scrape with one session on %d hosts: %d remote_desktop_ series (%d families) (scrape: %d bytes); answered in %v",
+		len(s.tb.Hosts), series, countPrefix(m3, "remote_desktop_"), len(m3.Raw), time.Since(start).Round(time.Millisecond))
 
 	// A reload brings a new registry: no registration error, no reset.
 	s.cfg.extra = "\t\tevent_log_size 600"
@@ -166,6 +176,16 @@ func TestMetricsFollowASessionAndSurviveReload(t *testing.T) {
 	if got := val(t, m5, "remote_desktop_desktop_streams", nil); got != 0 {
 		t.Errorf("desktop_streams after close = %v, want 0", got)
 	}
+}
+
+func countPrefix(m *e2e.Metrics, prefix string) int {
+	n := 0
+	for name := range m.Families {
+		if strings.HasPrefix(name, prefix) {
+			n++
+		}
+	}
+	return n
 }
 
 // openSSE opens the admin event stream and reads its first line.
