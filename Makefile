@@ -13,7 +13,7 @@ GOTEST    ?= $(GO) test -race -count=1 -timeout 40m
 GOTEST_BED ?= $(GOTEST) -p 1
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build xcaddy xcaddy-check lint test unit bench soak fuzz browser-deps testbed-up testbed-down testbed-status images run clean
+.PHONY: all build xcaddy xcaddy-check lint test unit bench soak fuzz browser-deps monitoring-deps testbed-up testbed-down testbed-status images run clean
 
 all: build
 
@@ -51,7 +51,7 @@ unit:
 	$(GOTEST) ./...
 
 ## test: lint, build, bring up the test bed, run every test with -race
-test: lint build xcaddy-check testbed-up browser-deps
+test: lint build xcaddy-check testbed-up browser-deps monitoring-deps
 	$(CADDY) list-modules | grep -qx 'http.handlers.remote_desktop'
 	$(CADDY) list-modules | grep -qx 'remote_desktop'
 	$(GOTEST) -run '^$$' ./... >/dev/null
@@ -63,6 +63,10 @@ testbed-up:
 ## browser-deps: Debian's chromium for the browser end-to-end test
 browser-deps:
 	bash testdata/browser/ensure-chromium.sh
+
+## monitoring-deps: Prometheus's promtool (Debian's prometheus package) for the metrics tests
+monitoring-deps:
+	bash testdata/monitoring/ensure-promtool.sh
 
 testbed-down:
 	$(TESTBED) down

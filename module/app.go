@@ -13,7 +13,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ctf-desktops/caddy-remote-desktop/module/config"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/metrics"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/session"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/web"
 )
 
 func init() {
@@ -143,6 +145,18 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.rt = val.(*runtime)
+
+	// Into this config's registry (a reload brings a new one); the
+	// counters are package-level and the state is the runtime's, so a
+	// reload neither resets nor duplicates anything.
+	rt := a.rt
+	if reg := ctx.GetMetricsRegistry(); reg != nil {
+		if err := metrics.Register(reg, func() metrics.Figures {
+			return web.Figures(rt.sessions, rt.hosts)
+		}); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
+	}
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/ctf-desktops/caddy-remote-desktop/module/config"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/ui"
 )
 
 func init() {
@@ -274,6 +275,11 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    novnc_path         <path in the desktop image>
 //	    novnc_root         <dir>
 //	    unsafe_container_http
+//	    brand              <the CTF's name>
+//	    links {
+//	        <name> <path or URL>
+//	        ...
+//	    }
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -309,6 +315,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = noArgs(d)
 		case "login_url":
 			err = stringArg(d, &h.LoginURL)
+		case "brand":
+			err = stringArg(d, &h.Brand)
+		case "links":
+			err = h.unmarshalLinks(d)
 		case "allowed_origins":
 			h.AllowedOrigins = append(h.AllowedOrigins, d.RemainingArgs()...)
 			if len(h.AllowedOrigins) == 0 {
@@ -320,6 +330,28 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// unmarshalLinks reads a links block: one "<name> <url>" per line, in
+// navbar order.
+func (h *Handler) unmarshalLinks(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if !d.NextArg() {
+			return d.Errf("links: %q needs a URL", name)
+		}
+		h.Links = append(h.Links, ui.Link{Name: name, URL: d.Val()})
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+	}
+	if len(h.Links) == 0 {
+		return d.Err("links: give at least one <name> <url> line")
 	}
 	return nil
 }

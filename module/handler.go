@@ -1,6 +1,7 @@
 package remotedesktop
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/ctf-desktops/caddy-remote-desktop/module/identity"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/proxy"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/ui"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/web"
 )
 
@@ -77,6 +80,16 @@ type Handler struct {
 	// Default: /login (CTFd's) with the ctfd identity, none otherwise.
 	LoginURL string `json:"login_url,omitempty"`
 
+	// The CTF's name, shown in the pages' navbar and titles. Default: with
+	// the ctfd identity, CTFd's own name (its ctf_name setting, asked once
+	// with the admin token); otherwise "CTF".
+	Brand string `json:"brand,omitempty"`
+
+	// The navbar's links before Remote Desktop, in order: each a name and
+	// a path or URL. Default: CTFd's Challenges (/challenges) and
+	// Scoreboard (/scoreboard).
+	Links []ui.Link `json:"links,omitempty"`
+
 	identity Identifier
 	logger   *zap.Logger
 	web      *web.Server
@@ -110,8 +123,22 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("load identity source: %w", err)
 	}
 	h.identity = mod.(Identifier)
-	if _, isCTFd := mod.(*CTFdIdentity); isCTFd && h.LoginURL == "" {
+	ctfd, isCTFd := mod.(*CTFdIdentity)
+	if isCTFd && h.LoginURL == "" {
 		h.LoginURL = "/login"
+	}
+	brand := func(context.Context) string { return h.Brand }
+	if h.Brand == "" && isCTFd {
+		logger := h.logger
+		var warned atomic.Int64 // unix seconds of the last warning
+		brand = func(ctx context.Context) string {
+			name, err := ctfd.source.CTFName(ctx)
+			if now := time.Now().Unix(); err != nil && now-warned.Load() >= 60 {
+				warned.Store(now)
+				logger.Warn("could not ask CTFd for its name (ctf_name); pages say \"CTF\" for now", zap.Error(err))
+			}
+			return name
+		}
 	}
 
 	appIface, err := ctx.App("remote_desktop")
@@ -184,6 +211,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Events:          rt.events,
 		AllowedOrigins:  h.AllowedOrigins,
 		LoginURL:        h.LoginURL,
+		Brand:           brand,
+		Links:           h.Links,
 		Prepare:         prepareHost,
 		Done:            done,
 		Logger:          h.logger,
@@ -232,6 +261,14 @@ func (h *Handler) Validate() error {
 	}
 	if !strings.HasPrefix(h.PathPrefix, "/") || strings.HasSuffix(h.PathPrefix, "/") {
 		return fmt.Errorf("path_prefix: %q must start with / and not end with one", h.PathPrefix)
+	}
+	for _, l := range h.Links {
+		if strings.TrimSpace(l.Name) == "" {
+			return fmt.Errorf("links: a link has no name")
+		}
+		if !strings.HasPrefix(l.URL, "/") && !strings.HasPrefix(l.URL, "http://") && !strings.HasPrefix(l.URL, "https://") {
+			return fmt.Errorf("links: %q: %q is neither a path nor an http(s) URL", l.Name, l.URL)
+		}
 	}
 	for _, o := range h.AllowedOrigins {
 		if !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {

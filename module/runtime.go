@@ -230,7 +230,7 @@ func (r *runtime) newHost(a *App, hc config.Host, cred *credentials) *hosts.Host
 		Logger:      r.logger.Named("ssh").With(zap.String("host", hc.Hostname)),
 	})
 	key := fmt.Sprintf("%s@%s|%s|max=%d|dial=%v", hc.User, addr, cred.key, a.MaxConnections, a.DialTimeout)
-	return &hosts.Host{Config: hc, Engine: &hosts.SSHEngine{Pool: pool}, ConnKey: key}
+	return &hosts.Host{Config: hc, Engine: &hosts.SSHEngine{Pool: pool, Host: hc.Hostname}, ConnKey: key}
 }
 
 // Destruct runs when the last config using the runtime is gone (Caddy is

@@ -10,26 +10,36 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/ctf-desktops/caddy-remote-desktop/module/metrics"
 )
 
 // Event types.
 const (
-	SessionQueued    = "session_queued"
-	SessionCreated   = "session_created"
-	SessionReady     = "session_ready"
-	SessionExtended  = "session_extended"
-	SessionExpired   = "session_expired"
-	SessionDestroyed = "session_destroyed"
-	SessionAdopted   = "session_adopted"
-	SessionViewed    = "session_viewed"
-	CreationFailed   = "creation_failed"
-	HostUnhealthy    = "host_unhealthy"
-	HostRecovered    = "host_recovered"
-	HostCheck        = "host_check"
-	HostDrained      = "host_drained"
-	HostUndrained    = "host_undrained"
-	OrphanRemoved    = "orphan_removed"
+	SessionQueued       = "session_queued"
+	SessionCreated      = "session_created"
+	SessionReady        = "session_ready"
+	SessionExtended     = "session_extended"
+	SessionExpired      = "session_expired"
+	SessionDestroyed    = "session_destroyed"
+	SessionAdopted      = "session_adopted"
+	SessionViewed       = "session_viewed"
+	CreationFailed      = "creation_failed"
+	HostUnhealthy       = "host_unhealthy"
+	HostRecovered       = "host_recovered"
+	HostCheck           = "host_check"
+	HostDrained         = "host_drained"
+	HostUndrained       = "host_undrained"
+	OrphanRemoved       = "orphan_removed"
+	SessionTimerStarted = "session_timer_started"
 )
+
+// Types is every event type.
+var Types = []string{SessionQueued, SessionCreated, SessionReady, SessionTimerStarted, SessionExtended,
+	SessionExpired, SessionDestroyed, SessionAdopted, SessionViewed, CreationFailed, HostUnhealthy,
+	HostRecovered, HostCheck, HostDrained, HostUndrained, OrphanRemoved}
+
+func init() { metrics.EventTypes(Types...) }
 
 // Event is one entry of the log. Fields never hold secrets.
 type Event struct {
@@ -100,6 +110,7 @@ func (l *Log) Emit(e Event) Event {
 	}
 	l.mu.Unlock()
 
+	metrics.Event(e.Type)
 	for _, s := range slow {
 		l.logger.Warn("event listener removed: it fell behind", zap.String("listener", s.name), zap.Int("buffer", cap(s.ch)))
 	}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ctf-desktops/caddy-remote-desktop/module/docker"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/metrics"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/sshpool"
 )
 
@@ -28,6 +30,9 @@ type Engine interface {
 type SSHEngine struct {
 	Pool   *sshpool.Pool
 	Socket string // default DockerSocket
+	// Host names the host in metrics (operation latency). Default: the
+	// pool's address.
+	Host string
 }
 
 // Do implements Engine.
@@ -36,9 +41,16 @@ func (e *SSHEngine) Do(ctx context.Context, fn func(context.Context, *docker.Cli
 	if socket == "" {
 		socket = DockerSocket
 	}
-	return e.Pool.Do(ctx, func(ctx context.Context, c *ssh.Client) error {
+	host := e.Host
+	if host == "" {
+		host = e.Pool.Addr()
+	}
+	start := time.Now()
+	err := e.Pool.Do(ctx, func(ctx context.Context, c *ssh.Client) error {
 		return fn(ctx, docker.New(docker.SSHDialer(c, socket)))
 	})
+	metrics.SSHOperation(host, time.Since(start), err)
+	return err
 }
 
 // Close implements Engine.

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ctf-desktops/caddy-remote-desktop/module/metrics"
 )
 
 // CTFd asks a CTFd instance who a request belongs to, following the contract
@@ -59,6 +61,9 @@ type CTFd struct {
 	initOnce sync.Once
 	player   *http.Client // no cookie jar: the player's cookie is forwarded as is
 	admin    *http.Client // keeps CTFd's cookie between token calls
+
+	nameMu sync.Mutex
+	name   *nameCache // CTFName's answer
 
 	mu       sync.Mutex
 	cache    map[[32]byte]*cacheEntry
@@ -107,25 +112,48 @@ func (c *CTFd) SetClock(now func() time.Time) { c.init(); c.now = now }
 
 // Identify implements Source.
 func (c *CTFd) Identify(r *http.Request) (User, error) {
+	u, cached, err := c.identify(r)
+	metrics.IdentityLookup(Result(err), cached)
+	return u, err
+}
+
+// Result names an Identify outcome for metrics: ok, unauthenticated,
+// forbidden or unavailable.
+func Result(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, ErrUnauthenticated):
+		return "unauthenticated"
+	case errors.Is(err, ErrForbidden):
+		return "forbidden"
+	default:
+		return "unavailable"
+	}
+}
+
+// identify also says whether CTFd was spared the question (a cached answer,
+// or one shared with a lookup already in flight).
+func (c *CTFd) identify(r *http.Request) (User, bool, error) {
 	c.init()
 	cookie, err := r.Cookie(c.CookieName)
 	if err != nil || cookie.Value == "" {
-		return User{}, ErrUnauthenticated
+		return User{}, true, ErrUnauthenticated
 	}
 	key := sha256.Sum256([]byte(cookie.Value))
 
 	c.mu.Lock()
 	if e, ok := c.cache[key]; ok && c.now().Before(e.expires) {
 		c.mu.Unlock()
-		return e.user, e.err
+		return e.user, true, e.err
 	}
 	if cl, ok := c.inflight[key]; ok { // someone is asking already: wait for them
 		c.mu.Unlock()
 		select {
 		case <-cl.done:
-			return cl.user, cl.err
+			return cl.user, true, cl.err
 		case <-r.Context().Done():
-			return User{}, ErrUnavailable
+			return User{}, true, ErrUnavailable
 		}
 	}
 	cl := &call{done: make(chan struct{})}
@@ -147,7 +175,7 @@ func (c *CTFd) Identify(r *http.Request) (User, error) {
 	}
 	c.mu.Unlock()
 	close(cl.done)
-	return cl.user, cl.err
+	return cl.user, false, cl.err
 }
 
 func (c *CTFd) pruneLocked() {

@@ -12,6 +12,7 @@ import (
 	"github.com/ctf-desktops/caddy-remote-desktop/module/docker"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/events"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/hosts"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/metrics"
 )
 
 // dispatch starts queued sessions in order as slots free. It is the only
@@ -39,13 +40,16 @@ func (m *Manager) drainQueue() {
 		}
 		m.mu.RUnlock()
 		if head == nil {
+			m.setBlocked(false)
 			return
 		}
 		h, err := m.hosts.Acquire(nil)
 		if errors.Is(err, hosts.ErrAtCapacity) || (errors.Is(err, hosts.ErrNoHealthyHost) && m.hosts.AnyUnchecked()) {
+			m.setBlocked(true)
 			return // wait for a slot, or for the first checks to finish
 		}
 		m.mu.Lock()
+		m.blocked = false
 		stillHead := len(m.queue) > 0 && m.queue[0] == head && !head.State.Terminal()
 		if stillHead {
 			m.queue = m.queue[1:]
@@ -66,10 +70,22 @@ func (m *Manager) drainQueue() {
 		head.cancel = cancel
 		head.slotHeld = true
 		head.Host, head.PubHostname = h.Name(), h.Config.PubHostname
-		head.enter(Scheduling, m.now())
+		now := m.now()
+		head.enter(Scheduling, now)
+		waited := now.Sub(head.CreatedAt)
 		m.mu.Unlock()
+		metrics.QueueWait(waited)
 		m.spawn("create "+head.ID, func() { m.create(ctx, head, h) })
 	}
+}
+
+// setBlocked records whether the queue is waiting for capacity: only then
+// does a queued session have a position worth showing (on an idle cluster
+// a new session passes through the queue at once).
+func (m *Manager) setBlocked(b bool) {
+	m.mu.Lock()
+	m.blocked = b
+	m.mu.Unlock()
 }
 
 // create runs the creation flow on h, moving to the next healthy host when
@@ -287,10 +303,22 @@ func (m *Manager) markReady(ctx context.Context, s *Session) error {
 	if err := m.persist(context.WithoutCancel(ctx), s); err != nil {
 		m.logger.Error("save ready session", zap.String("user", user), zap.Error(err))
 	}
+	metrics.CreationEnded(metrics.OutcomeReady)
+	metrics.Ready(now.Sub(snap.CreatedAt), stageDurations(snap.Stages))
 	m.events.Emit(events.Event{Type: events.SessionReady, User: user, Host: snap.Host,
 		Message: fmt.Sprintf("desktop of %s is ready on %s after %s", display(user, snap.UserName), snap.Host, now.Sub(snap.CreatedAt).Round(time.Millisecond)),
 		Data:    map[string]any{"session": id, "seconds_to_ready": now.Sub(snap.CreatedAt).Seconds()}})
 	return nil
+}
+
+// stageDurations sums the time spent in each stage before the last one
+// (a retry on another host passes through scheduling and starting again).
+func stageDurations(stages []Stage) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for i := 0; i+1 < len(stages); i++ {
+		out[string(stages[i].State)] += stages[i+1].At.Sub(stages[i].At)
+	}
+	return out
 }
 
 func (m *Manager) claimTimeout(user, id string) {
@@ -301,10 +329,12 @@ func (m *Manager) claimTimeout(user, id string) {
 		return
 	}
 	m.startTimerLocked(s)
+	snap := s.snapshot()
 	m.mu.Unlock()
 	if err := m.persist(m.ctx, s); err != nil {
 		m.logger.Error("save session timer", zap.String("user", user), zap.Error(err))
 	}
+	m.timerStarted(snap, "not claimed in time")
 }
 
 // releaseSlot gives back the session's host slot exactly once.

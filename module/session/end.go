@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ctf-desktops/caddy-remote-desktop/module/events"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/metrics"
 )
 
 // Destroy ends the user's session: the container is stopped and removed,
@@ -112,6 +113,12 @@ func (m *Manager) end(ctx context.Context, s *Session, st State, reason string) 
 		remove()
 	}
 
+	switch {
+	case st == Failed:
+		metrics.CreationEnded(metrics.OutcomeFailed)
+	case prev != Ready:
+		metrics.CreationEnded(metrics.OutcomeCancelled)
+	}
 	typ, level := events.SessionDestroyed, "info"
 	msg := fmt.Sprintf("session of %s destroyed", display(snap.User, snap.UserName))
 	switch st {

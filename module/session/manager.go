@@ -94,6 +94,7 @@ type Manager struct {
 	sessions map[string]*Session // by user id: the live (non-terminal) ones
 	ended    map[string]*Session // by user id: the last ended one, for status
 	queue    []*Session          // FIFO of queued sessions
+	blocked  bool                // the queue's head is waiting for capacity
 	removing map[string]bool     // session ids whose container is being removed
 	started  bool
 }
@@ -222,8 +223,13 @@ func (m *Manager) wake() {
 	}
 }
 
-// QueuePosition is 1 for the head of the queue, 0 when not queued.
+// QueuePosition is 1 for the head of the queue, 0 when not queued or
+// when the queue is not waiting for capacity (the session is about to be
+// placed).
 func (m *Manager) queuePositionLocked(s *Session) int {
+	if !m.blocked {
+		return 0
+	}
 	for i, q := range m.queue {
 		if q == s {
 			return i + 1
@@ -267,10 +273,12 @@ func (m *Manager) Poll(ctx context.Context, userID string) (View, bool, error) {
 	s, ok := m.sessions[userID]
 	if ok && s.State == Ready && s.TimerStartedAt.IsZero() {
 		m.startTimerLocked(s)
+		snap := s.snapshot()
 		m.mu.Unlock()
 		if err := m.persist(ctx, s); err != nil {
 			return View{}, false, fmt.Errorf("save session timer: %w", err)
 		}
+		m.timerStarted(snap, "first status poll")
 	} else {
 		m.mu.Unlock()
 	}
@@ -284,6 +292,14 @@ func (m *Manager) startTimerLocked(s *Session) {
 	s.TimerStartedAt = now.UTC()
 	s.ExpiresAt = now.Add(time.Duration(m.opts.Session.InitialDuration) * time.Second).UTC()
 	m.armExpiryLocked(s)
+}
+
+// timerStarted tells the event log (and so the admin dashboard) the
+// session's expiry the moment its timer starts.
+func (m *Manager) timerStarted(snap Session, why string) {
+	m.events.Emit(events.Event{Type: events.SessionTimerStarted, User: snap.User, Host: snap.Host,
+		Message: fmt.Sprintf("timer of %s's session started (%s); expires %s", display(snap.User, snap.UserName), why, snap.ExpiresAt.Format(time.RFC3339)),
+		Data:    map[string]any{"session": snap.ID, "expires_at": snap.ExpiresAt}})
 }
 
 func (m *Manager) armExpiryLocked(s *Session) {
@@ -310,7 +326,8 @@ func (m *Manager) Extend(ctx context.Context, userID string, byAdmin bool) (View
 		m.mu.Unlock()
 		return View{}, ErrMaxExtensions
 	}
-	if s.TimerStartedAt.IsZero() {
+	started := s.TimerStartedAt.IsZero()
+	if started {
 		m.startTimerLocked(s)
 	}
 	prevExpiry, prevN := s.ExpiresAt, s.Extensions
@@ -328,6 +345,9 @@ func (m *Manager) Extend(ctx context.Context, userID string, byAdmin bool) (View
 		}
 		m.mu.Unlock()
 		return View{}, fmt.Errorf("save extended session: %w", err)
+	}
+	if started {
+		m.timerStarted(snap, "extended before the first poll")
 	}
 	by := ""
 	if byAdmin {

@@ -28,7 +28,10 @@
 //     /api/creation-status every 500 ms until ready, failed, destroyed or
 //     expired; POST /api/extend; POST /api/destroy.
 //   - Admin: GET /admin/api/containers every 5 s, /admin/api/hosts every
-//     10 s, both also soon after a matching event; GET
+//     10 s, both also soon after a matching event; the figures at the top
+//     are their "summary" (the numbers the metrics export); a
+//     session_timer_started or session_extended event's data.expires_at
+//     sets that row's countdown at once; GET
 //     /admin/api/events/recent?limit=100 once, then the SSE stream
 //     /admin/api/events/stream ("id:", "event: <type>", "data: <event>");
 //     events are de-duplicated by id, so replays are harmless. POST
@@ -80,12 +83,33 @@ type PageData struct {
 	// SiteName is the CTF's name shown at the left of the navbar.
 	// Default: "CTF".
 	SiteName string
+	// Links are the navbar's links before Remote Desktop. Default (nil):
+	// CTFd's Challenges and Scoreboard.
+	Links []Link
+
+	// For the message page: the HTTP status, a heading, the text, and an
+	// optional link (default: back to the player page).
+	Status  int
+	Heading string
+	Message string
+	Link    *Link
 }
 
-// Page names accepted by Page.
+// Link is one navbar link.
+type Link struct {
+	Name string `json:"name"`
+	URL  string `json:"url"`
+}
+
+// DefaultLinks are CTFd's own pages.
+var DefaultLinks = []Link{{Name: "Challenges", URL: "/challenges"}, {Name: "Scoreboard", URL: "/scoreboard"}}
+
+// Page names accepted by Page. The message page (errors such as "that
+// desktop is not yours") has the player page's layout and no script.
 const (
-	PlayerPage = "player"
-	AdminPage  = "admin"
+	PlayerPage  = "player"
+	AdminPage   = "admin"
+	MessagePage = "message"
 )
 
 var pages = map[string]*template.Template{}
@@ -118,14 +142,14 @@ func init() {
 			return prefix + "/static/" + name + "?v=" + h, nil
 		},
 	}
-	for _, name := range []string{PlayerPage, AdminPage} {
+	for _, name := range []string{PlayerPage, AdminPage, MessagePage} {
 		t := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(embedded,
 			"templates/layout.html", path.Join("templates", name+".html")))
 		pages[name] = t
 	}
 }
 
-// Page renders the named page ("player" or "admin") to w.
+// Page renders the named page ("player", "admin" or "message") to w.
 func Page(w io.Writer, name string, data PageData) error {
 	t, ok := pages[name]
 	if !ok {
@@ -137,6 +161,17 @@ func Page(w io.Writer, name string, data PageData) error {
 	}
 	if data.SiteName == "" {
 		data.SiteName = "CTF"
+	}
+	if data.Links == nil {
+		data.Links = DefaultLinks
+	}
+	if name == MessagePage {
+		if data.Heading == "" {
+			data.Heading = "Remote Desktop"
+		}
+		if data.Link == nil {
+			data.Link = &Link{Name: "Back to Remote Desktop", URL: data.Prefix}
+		}
 	}
 	view := struct {
 		PageData

@@ -14,6 +14,7 @@ import (
 	"github.com/ctf-desktops/caddy-remote-desktop/module/events"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/hosts"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/identity"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/metrics"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/session"
 )
 
@@ -24,7 +25,7 @@ func (s *Server) adminContainers(w http.ResponseWriter, r *http.Request, u ident
 	for _, v := range list {
 		out = append(out, s.sessionJSON(v, now))
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"sessions": out})
+	return writeJSON(w, http.StatusOK, map[string]any{"sessions": out, "summary": s.summary()})
 }
 
 // targetUser reads {"user_id": ...} from an admin request.
@@ -66,7 +67,7 @@ func (s *Server) adminExtend(w http.ResponseWriter, r *http.Request, u identity.
 }
 
 func (s *Server) adminHosts(w http.ResponseWriter, r *http.Request, u identity.User) error {
-	return writeJSON(w, http.StatusOK, map[string]any{"hosts": s.Hosts.Status()})
+	return writeJSON(w, http.StatusOK, map[string]any{"hosts": s.Hosts.Status(), "summary": s.summary()})
 }
 
 type hostBody struct {
@@ -143,6 +144,7 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request, u identity.
 	}
 	sub, replay := s.Events.Subscribe("sse "+display(u), after, 256)
 	defer sub.Cancel()
+	defer metrics.SSEClientOpened()()
 	if replayRecent && len(replay) > 50 {
 		replay = replay[len(replay)-50:]
 	}

@@ -80,6 +80,9 @@ func (s *Server) desktop(w http.ResponseWriter, r *http.Request) error {
 		ctx, cancel = context.WithCancel(ctx)
 		defer cancel()
 		go s.watch(ctx, cancel, r, viewer, user, target.SessionID)
+		var closed func()
+		w, closed = meter(w)
+		defer closed()
 		if viewer.ID != user {
 			s.Events.Emit(events.Event{Type: events.SessionViewed, User: user, Level: "warn",
 				Message: fmt.Sprintf("admin %s opened the desktop of user %s", display(viewer), user),

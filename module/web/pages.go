@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
-	"html/template"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -19,22 +18,33 @@ const pageCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-sr
 	"connect-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'self'"
 
 func (s *Server) playerPage(w http.ResponseWriter, r *http.Request, u identity.User) error {
-	return s.page(w, "player", u)
+	return s.page(w, r, ui.PlayerPage, u)
 }
 
 func (s *Server) adminPage(w http.ResponseWriter, r *http.Request, u identity.User) error {
-	return s.page(w, "admin", u)
+	return s.page(w, r, ui.AdminPage, u)
 }
 
-func (s *Server) page(w http.ResponseWriter, name string, u identity.User) error {
+func (s *Server) page(w http.ResponseWriter, r *http.Request, name string, u identity.User) error {
 	var buf bytes.Buffer
 	nonce := randomNonce()
-	if err := ui.Page(&buf, name, ui.PageData{Prefix: s.Prefix, UserName: display(u), Nonce: nonce, Admin: u.Admin}); err != nil {
+	data := s.pageData(r)
+	data.UserName, data.Nonce, data.Admin = display(u), nonce, u.Admin
+	if err := ui.Page(&buf, name, data); err != nil {
 		return err
 	}
 	setPageHeaders(w)
 	_, err := w.Write(buf.Bytes())
 	return err
+}
+
+// pageData is what every page shows: the CTF's name and navbar links.
+func (s *Server) pageData(r *http.Request) ui.PageData {
+	d := ui.PageData{Prefix: s.Prefix, Links: s.Links}
+	if s.Brand != nil {
+		d.SiteName = s.Brand(r.Context())
+	}
+	return d
 }
 
 func setPageHeaders(w http.ResponseWriter) {
@@ -78,13 +88,6 @@ func (s *Server) static(w http.ResponseWriter, r *http.Request, name string) err
 	return nil
 }
 
-var messagePage = template.Must(template.New("msg").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Remote Desktop</title>
-<link rel="stylesheet" href="{{.Prefix}}/static/app.css"></head>
-<body><main class="message"><h1>Remote Desktop</h1><p>{{.Message}}</p>
-{{if .Link}}<p><a class="btn btn-primary" href="{{.Link}}">{{.LinkText}}</a></p>{{end}}</main></body></html>
-`))
-
 // identityPage answers a page request whose identity failed: a login
 // redirect, or a clear page saying what is wrong.
 func (s *Server) identityPage(w http.ResponseWriter, r *http.Request, err error) error {
@@ -98,15 +101,24 @@ func (s *Server) identityPage(w http.ResponseWriter, r *http.Request, err error)
 		msg = "The login service is unavailable right now. Try again in a moment."
 		w.Header().Set("Retry-After", "5")
 	}
-	return s.messagePage(w, e.Status, msg)
+	return s.messagePage(w, r, e.Status, msg)
 }
 
-// messagePage answers with a small HTML page saying msg, with a link back
-// to the player page.
-func (s *Server) messagePage(w http.ResponseWriter, status int, msg string) error {
+var headings = map[int]string{
+	http.StatusUnauthorized:       "Not logged in",
+	http.StatusForbidden:          "Access denied",
+	http.StatusNotFound:           "Not found",
+	http.StatusServiceUnavailable: "Temporarily unavailable",
+}
+
+// messagePage answers with a page saying msg, in the player page's layout
+// (navbar, stylesheet), with a link back to the player page.
+func (s *Server) messagePage(w http.ResponseWriter, r *http.Request, status int, msg string) error {
 	var buf bytes.Buffer
-	data := map[string]string{"Prefix": s.Prefix, "Message": msg, "Link": s.Prefix, "LinkText": "Back to Remote Desktop"}
-	if err := messagePage.Execute(&buf, data); err != nil {
+	data := s.pageData(r)
+	data.Status, data.Message, data.Nonce = status, msg, randomNonce()
+	data.Heading = headings[status]
+	if err := ui.Page(&buf, ui.MessagePage, data); err != nil {
 		return err
 	}
 	setPageHeaders(w)

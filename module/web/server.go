@@ -19,6 +19,7 @@ import (
 	"github.com/ctf-desktops/caddy-remote-desktop/module/hosts"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/identity"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/session"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/ui"
 )
 
 // Server serves one path prefix.
@@ -40,6 +41,10 @@ type Server struct {
 	// RecheckIdentity re-identifies the viewer of an open desktop connection or
 	// admin event stream. Default: Identity.Identify.
 	RecheckIdentity func(r *http.Request) (identity.User, error)
+	// Brand gives the CTF's name for the navbar (nil or "": "CTF").
+	Brand func(context.Context) string
+	// Links are the navbar's links (nil: CTFd's Challenges and Scoreboard).
+	Links []ui.Link
 	// Prepare is run on a host that passes a manual check.
 	Prepare hosts.Prepare
 	// Proxy sends an authorized request on to the container at addr.
@@ -150,7 +155,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var e *Error
 	if errors.As(err, &e) && r.Method == http.MethodGet && !isWebsocket(r) &&
 		strings.HasPrefix(r.URL.Path, s.Prefix+"/vnc/") && strings.Contains(r.Header.Get("Accept"), "text/html") {
-		if perr := s.messagePage(w, e.Status, e.Message); perr == nil {
+		if perr := s.messagePage(w, r, e.Status, e.Message); perr == nil {
 			return
 		}
 	}
@@ -189,6 +194,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 		return identityError(err)
 	}
 	if rt.admin && !u.Admin {
+		if rt.page { // a browser opening /admin gets a page, not raw JSON
+			return s.messagePage(w, r, errNotAdmin.Status, "This page is for the CTF's admins only.")
+		}
 		return errNotAdmin
 	}
 	if err := s.waitLoaded(r.Context()); err != nil {

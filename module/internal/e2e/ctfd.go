@@ -120,6 +120,10 @@ type Recorded struct {
 //     the admin in and answers a Set-Cookie, as CTFd does), else the public
 //     "user" view; 404 for an unknown id, and for a hidden or banned user
 //     unless the caller is an admin; 401 JSON for an unknown token.
+//   - GET /api/v1/configs/<key> (@admins_only): {"success": true, "data":
+//     {"id", "key", "value"}} for an admin (the token, as above); 404 for a
+//     key that is not set; 403 JSON for anyone else on a JSON request, 302
+//     to /login otherwise. ctf_name is "Stand-in CTF" until SetConfig.
 //   - GET /logout: ends the cookie's session, 302 to /.
 //
 // Every response that creates or changes a session carries CTFd's
@@ -159,6 +163,11 @@ type CTFd struct {
 	escalations     []Recorded // admin token + a session it did not issue
 	adminCalls      int
 	adminWithCookie int
+	configs         []configRow // CTFd's Configs table, in insertion order
+}
+
+type configRow struct {
+	key, value string
 }
 
 type userRecord struct {
@@ -193,6 +202,7 @@ func NewCTFd(t testing.TB) *CTFd {
 		users:      make(map[int]*userRecord),
 		sessions:   make(map[string]*session),
 		issued:     make(map[string]bool),
+		configs:    []configRow{{"ctf_version", "3.8.7"}, {"ctf_name", "Stand-in CTF"}},
 	}
 	c.users[AdminUserID] = &userRecord{User: User{
 		ID: AdminUserID, Name: "admin", Email: "admin@example.com",
@@ -621,6 +631,8 @@ func (c *CTFd) handle(x *exchange) reply {
 		return c.usersMe(x)
 	case "user":
 		return c.usersID(x, userID)
+	case "config":
+		return c.config(x, strings.TrimPrefix(r.URL.Path, "/api/v1/configs/"))
 	default: // logout
 		x.cleared = true
 		return reply{status: http.StatusFound, location: "/"}
@@ -664,6 +676,43 @@ func (c *CTFd) usersID(x *exchange, id int) reply {
 	return jsonReply(http.StatusOK, pyJSON(object{{"success", true}, {"data", data}}))
 }
 
+// config is GET /api/v1/configs/<config_key> (@admins_only).
+func (c *CTFd) config(x *exchange, key string) reply {
+	if u := c.users[x.s.userID]; u == nil || !u.Admin {
+		if x.isJSON {
+			return jsonReply(http.StatusForbidden, messageJSON(msgForbidden))
+		}
+		return loginRedirect(x.r)
+	}
+	for i, row := range c.configs {
+		if row.key == key {
+			return jsonReply(http.StatusOK, pyJSON(object{{"success", true},
+				{"data", object{{"id", i + 1}, {"key", row.key}, {"value", row.value}}}}))
+		}
+	}
+	return jsonReply(http.StatusNotFound, messageJSON(msgNotFound))
+}
+
+// SetConfig sets one of CTFd's config keys (e.g. ctf_name); an empty value
+// removes it.
+func (c *CTFd) SetConfig(key, value string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, row := range c.configs {
+		if row.key == key {
+			if value == "" {
+				c.configs = append(c.configs[:i], c.configs[i+1:]...)
+			} else {
+				c.configs[i].value = value
+			}
+			return
+		}
+	}
+	if value != "" {
+		c.configs = append(c.configs, configRow{key, value})
+	}
+}
+
 func loginRedirect(r *http.Request) reply {
 	next := r.URL.Path
 	if r.URL.RawQuery != "" {
@@ -672,14 +721,17 @@ func loginRedirect(r *http.Request) reply {
 	return reply{status: http.StatusFound, location: "/login?next=" + url.QueryEscape(next)}
 }
 
-// matchRoute maps a path to a view: "me", "user" (with its id), "logout",
-// or "" for none.
+// matchRoute maps a path to a view: "me", "user" (with its id), "config",
+// "logout", or "" for none.
 func matchRoute(path string) (string, int) {
 	switch path {
 	case "/api/v1/users/me":
 		return "me", 0
 	case "/logout":
 		return "logout", 0
+	}
+	if key, ok := strings.CutPrefix(path, "/api/v1/configs/"); ok && key != "" && !strings.Contains(key, "/") {
+		return "config", 0
 	}
 	rest, ok := strings.CutPrefix(path, "/api/v1/users/")
 	if !ok || rest == "" || len(rest) > 9 || strings.Trim(rest, "0123456789") != "" {

@@ -9,7 +9,7 @@
   var HOSTS_MS = 10000;
   var MAX_EVENTS = 200;
   var EVENT_TYPES = [
-    'session_queued', 'session_created', 'session_ready', 'session_extended', 'session_expired',
+    'session_queued', 'session_created', 'session_ready', 'session_timer_started', 'session_extended', 'session_expired',
     'session_destroyed', 'session_adopted', 'session_viewed', 'creation_failed',
     'host_unhealthy', 'host_recovered', 'host_check', 'host_drained', 'host_undrained', 'orphan_removed'
   ];
@@ -167,6 +167,17 @@
     cd.className = 'num countdown-cell' + (left < 60 ? ' danger' : left < 300 ? ' warn' : '');
   }
 
+  // The figures at the top come from the server's summary, the same
+  // numbers the remote_desktop_* metrics export.
+  function showSummary(f) {
+    if (!f) return;
+    setText($('stat-active'), f.running);
+    setText($('stat-starting'), f.starting);
+    setText($('stat-hosts'), f.hosts_healthy + ' / ' + f.hosts);
+    $('stat-hosts').classList.toggle('text-danger', f.hosts > 0 && f.hosts_healthy < f.hosts);
+    setText($('stat-capacity'), f.active + ' / ' + (f.unlimited ? '∞' : f.capacity));
+  }
+
   async function fetchSessions() {
     try {
       var d = await RD.api('GET', '/admin/api/containers');
@@ -176,10 +187,7 @@
       sessionsByUser = new Map(list.map(function (s) { return [String(s.user_id), s]; }));
       keyedRows($('sessions-body'), sessionRows, list, function (s) { return String(s.user_id); },
         makeSessionRow, updateSessionRow, 'No sessions right now.', 7);
-      var ready = 0, starting = 0;
-      list.forEach(function (s) { if (s.state === 'ready') ready++; else if (!TERMINAL[s.state]) starting++; });
-      setText($('stat-active'), ready);
-      setText($('stat-starting'), starting);
+      showSummary(d.summary);
       sessionsInfo = { at: Date.now(), failed: false };
       RD.clearAlert('sessions');
     } catch (err) {
@@ -305,15 +313,7 @@
       var list = (d.hosts || []).slice().sort(function (a, b) { return String(a.name).localeCompare(String(b.name)); });
       keyedRows($('hosts-body'), hostRows, list, function (h) { return String(h.name); },
         makeHostRow, updateHostRow, 'No hosts configured.', 7);
-      var healthy = 0, active = 0, max = 0, unlimited = false;
-      list.forEach(function (h) {
-        if (h.health === 'healthy') healthy++;
-        active += h.active || 0;
-        if (h.max_sessions > 0) max += h.max_sessions; else unlimited = true;
-      });
-      setText($('stat-hosts'), healthy + ' / ' + list.length);
-      $('stat-hosts').classList.toggle('text-danger', list.length > 0 && healthy < list.length);
-      setText($('stat-capacity'), active + ' / ' + (unlimited ? '∞' : max));
+      showSummary(d.summary);
       hostsInfo = { at: Date.now(), failed: false };
       RD.clearAlert('hosts');
     } catch (err) {
@@ -397,6 +397,16 @@
     $('event-empty').hidden = true;
 
     var type = e.type || '';
+    if ((type === 'session_timer_started' || type === 'session_extended') && e.data && e.data.expires_at) {
+      // The countdown is right from this moment, not from the next poll.
+      var row = sessionRows.get(String(e.user));
+      if (row) {
+        row._deadline = RD.deadlineOf({ expires_at: e.data.expires_at });
+        part(row, 'session-countdown').title = 'Expires ' + RD.fullTime(e.data.expires_at);
+        part(row, 'admin-extend-button').disabled = false;
+        tickSessionRow(row);
+      }
+    }
     if (REFRESH_SESSIONS.test(type)) sessions.soon();
     if (REFRESH_HOSTS.test(type)) hosts.soon();
   }
