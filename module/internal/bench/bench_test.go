@@ -253,7 +253,8 @@ func (r *rig) caddyfile(cc caddyConf, instance string) string {
 	}
 	var hosts strings.Builder
 	for _, h := range r.tb.Hosts {
-		fmt.Fprintf(&hosts, "\t\thost %s {\n\t\t\tuser %s\n\t\t\tport %d\n\t\t\tdocker_image %s\n\t\t}\n", h.IP, h.User, max(h.SSHPort, 22), cc.image)
+		// No session cap: the herd puts about 67 sessions on each host.
+		fmt.Fprintf(&hosts, "\t\thost %s {\n\t\t\tuser %s\n\t\t\tport %d\n\t\t\tdocker_image %s\n\t\t\tmax_sessions -1\n\t\t}\n", h.IP, h.User, max(h.SSHPort, 22), cc.image)
 	}
 	return fmt.Sprintf(`{
 	admin {{ADMIN}}
