@@ -80,6 +80,15 @@ type App struct {
 	// How many events the admin log keeps. Default: 500.
 	EventLogSize int `json:"event_log_size,omitempty"`
 
+	// How often one player may create or destroy a desktop; beyond it the
+	// player gets 429 with Retry-After. Admins are never limited. Default:
+	// 10 actions at once, then one more per minute.
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+
+	// Days the admin audit trail (admin actions, session_viewed) is kept
+	// in Caddy's storage. Default: 90.
+	AuditRetentionDays int `json:"audit_retention_days,omitempty"`
+
 	// What happens to running sessions when Caddy exits: "keep" (they keep
 	// running and are adopted on the next start) or "destroy" (every
 	// session is destroyed, as the seed did). Default: keep.
@@ -184,6 +193,7 @@ func (a *App) setDefaults() {
 	if a.ShutdownPolicy == "" {
 		a.ShutdownPolicy = "keep"
 	}
+	a.setAbuseDefaults()
 	if a.Instance == "" {
 		a.Instance = session.DefaultInstance
 	}
@@ -237,6 +247,8 @@ func (a *App) resolve() (config.File, error) {
 	override(&c.CPULimit, in.CPULimit)
 	override(&c.PidsLimit, in.PidsLimit)
 	c.PublishVNC = c.PublishVNC || in.PublishVNC
+	override(&c.TmpSize, in.TmpSize)
+	c.WritableRoot = c.WritableRoot || in.WritableRoot
 	s, sin := &f.SessionDefaults, a.SessionDefaults
 	override(&s.InitialDuration, sin.InitialDuration)
 	override(&s.ExtensionDuration, sin.ExtensionDuration)
@@ -280,6 +292,9 @@ func (a *App) Validate() error {
 	}
 	if a.EventLogSize < 1 {
 		return fmt.Errorf("event_log_size: must be at least 1, got %d", a.EventLogSize)
+	}
+	if err := a.validateAbuse(); err != nil {
+		return err
 	}
 	for name, d := range map[string]caddy.Duration{
 		"dial_timeout": a.DialTimeout, "reaper_interval": a.ReaperInterval,

@@ -46,7 +46,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	            pub_hostname <address>
 //	            docker_image <image>
 //	            port         <ssh port>
-//	            max_sessions <n>
+//	            max_sessions <n>             # default 50; -1: no limit
 //	            bind_address <ip>
 //	        }
 //	        memory_limit       <size>        # container_defaults
@@ -55,6 +55,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	        cpu_limit          <cpus>
 //	        pids_limit         <n>
 //	        publish_vnc
+//	        tmp_size           <size>        # the /tmp tmpfs; the root is read-only
+//	        writable_root
 //	        initial_duration   <seconds|duration>   # session_defaults
 //	        extension_duration <seconds|duration>
 //	        max_extensions     <n>
@@ -70,6 +72,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	        event_log_size     <n>
 //	        shutdown_policy    keep|destroy
 //	        instance           <name>
+//	        rate_limit         <burst> <interval> | off   # per player create/destroy
+//	        audit_retention_days <days>
 //	    }
 //	}
 //
@@ -106,6 +110,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "publish_vnc":
 			a.ContainerDefaults.PublishVNC = true
 			err = noArgs(d)
+		case "tmp_size":
+			err = stringArg(d, &a.ContainerDefaults.TmpSize)
+		case "writable_root":
+			a.ContainerDefaults.WritableRoot = true
+			err = noArgs(d)
 		case "initial_duration":
 			err = secondsArg(d, &a.SessionDefaults.InitialDuration)
 		case "extension_duration":
@@ -138,6 +147,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = stringArg(d, &a.Instance)
 		case "event_log_size":
 			err = intArg(d, &a.EventLogSize)
+		case "rate_limit":
+			err = a.unmarshalRateLimit(d)
+		case "audit_retention_days":
+			err = intArg(d, &a.AuditRetentionDays)
 		case "shutdown_policy":
 			if err = stringArg(d, &a.ShutdownPolicy); err == nil && a.ShutdownPolicy != "keep" && a.ShutdownPolicy != "destroy" {
 				err = d.Errf("shutdown_policy: %q is neither keep nor destroy", a.ShutdownPolicy)
@@ -173,7 +186,12 @@ func (a *App) unmarshalHost(d *caddyfile.Dispenser) error {
 		case "port":
 			err = intArg(d, &h.Port)
 		case "max_sessions":
-			err = intArg(d, &h.MaxSessions)
+			var v string
+			if err = stringArg(d, &v); err == nil {
+				if h.MaxSessions, err = strconv.Atoi(v); err != nil || h.MaxSessions < -1 {
+					err = d.Errf("max_sessions: %q is not a whole number, or -1 for no limit", v)
+				}
+			}
 		case "bind_address":
 			err = stringArg(d, &h.BindAddress)
 		default:

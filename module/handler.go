@@ -209,6 +209,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Sessions:        rt.sessions,
 		Hosts:           rt.hosts,
 		Events:          rt.events,
+		Limiter:         rt.limiter,
+		Audit:           rt.audit,
 		AllowedOrigins:  h.AllowedOrigins,
 		LoginURL:        h.LoginURL,
 		Brand:           brand,

@@ -13,10 +13,12 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/ctf-desktops/caddy-remote-desktop/module/audit"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/config"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/docker"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/events"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/hosts"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/limit"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/novnc"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/session"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/sshpool"
@@ -35,7 +37,9 @@ type runtime struct {
 	hosts    *hosts.Orchestrator
 	sessions *session.Manager
 	store    storageStore
-	novnc    novnc.Cache // noVNC trees read from desktop images, by image ID
+	novnc    novnc.Cache    // noVNC trees read from desktop images, by image ID
+	limiter  *limit.Limiter // per-player creates/destroys
+	audit    *audit.Trail   // admin actions, persisted
 
 	mu       sync.Mutex
 	started  bool
@@ -49,7 +53,10 @@ type runtime struct {
 func newRuntime(a *App, store storageStore) *runtime {
 	ev := events.New(a.EventLogSize, a.logger.Named("events"))
 	orch := hosts.New(ev, a.logger.Named("hosts"))
+	burst, every := a.rate()
 	return &runtime{
+		limiter:  limit.New(burst, every, nil),
+		audit:    audit.New(store.storage, "remote_desktop/audit", a.AuditRetentionDays, a.logger.Named("audit")),
 		logger:   a.logger,
 		events:   ev,
 		hosts:    orch,
@@ -98,6 +105,8 @@ func (r *runtime) apply(a *App) error {
 	}
 	r.cred = cred
 	r.sessions.SetOptions(sessionOptions(a))
+	r.limiter.SetRate(a.rate())
+	r.audit.SetRetention(a.AuditRetentionDays)
 	r.settings = a
 
 	if r.started {

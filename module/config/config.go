@@ -22,6 +22,8 @@ const (
 	DefaultMaxExtensions     = 3
 	DefaultSSHPort           = 22
 	DefaultPidsLimit         = 512
+	DefaultTmpSize           = "1g"
+	DefaultMaxSessions       = 50
 )
 
 // File is the content of hosts.yml. Its keys are the seed's; the keys the seed
@@ -58,8 +60,10 @@ type Host struct {
 	// Beyond the seed: the SSH port. Default: 22.
 	Port int `yaml:"port" json:"port,omitempty"`
 
-	// Beyond the seed: the most sessions this host runs at once; 0 means no
-	// limit.
+	// Beyond the seed: the most sessions this host runs at once; when
+	// every host is full, creates wait in the queue. -1 means no limit.
+	// Default: 50 (a desktop at rest uses about 150 MB of memory; size it
+	// to the host: memory ÷ what your desktops really use).
 	MaxSessions int `yaml:"max_sessions" json:"max_sessions,omitempty"`
 
 	// Beyond the seed: the host address container ports are published on
@@ -97,6 +101,18 @@ type ContainerDefaults struct {
 	// Beyond the seed: also publish the raw VNC port 5900 (noVNC on 6080 is
 	// always published). Default: false.
 	PublishVNC bool `yaml:"publish_vnc" json:"publish_vnc,omitempty"`
+
+	// Beyond the seed: size of the memory filesystem (tmpfs) mounted on
+	// /tmp, the only place a desktop can write: the root filesystem is
+	// read-only, so a player cannot fill the host's /var/lib/docker. It
+	// counts toward memory_limit. Default: 1g.
+	TmpSize string `yaml:"tmp_size" json:"tmp_size,omitempty"`
+
+	// Beyond the seed: leave the root filesystem writable, for images that
+	// write outside /tmp. A player can then fill the host's disk unless
+	// its storage driver caps containers (the host check says whether it
+	// does). Default: false.
+	WritableRoot bool `yaml:"writable_root" json:"writable_root,omitempty"`
 }
 
 // SessionDefaults are the session timers, in seconds as in the seed.
@@ -147,6 +163,9 @@ func (f *File) SetDefaults() {
 		if h.Port == 0 {
 			h.Port = DefaultSSHPort
 		}
+		if h.MaxSessions == 0 {
+			h.MaxSessions = DefaultMaxSessions
+		}
 		if h.BindAddress == "" {
 			if h.IsLocal() || h.PubHostname == "localhost" {
 				h.BindAddress = "127.0.0.1"
@@ -170,6 +189,9 @@ func (f *File) SetDefaults() {
 	}
 	if c.PidsLimit == 0 {
 		c.PidsLimit = DefaultPidsLimit
+	}
+	if c.TmpSize == "" {
+		c.TmpSize = DefaultTmpSize
 	}
 	s := &f.SessionDefaults
 	if s.InitialDuration == 0 {
@@ -211,8 +233,8 @@ func (f *File) Validate() error {
 		if h.Port < 1 || h.Port > 65535 {
 			return fieldErr(p+".port", "%d is not a TCP port", h.Port)
 		}
-		if h.MaxSessions < 0 {
-			return fieldErr(p+".max_sessions", "must not be negative, got %d", h.MaxSessions)
+		if h.MaxSessions < -1 {
+			return fieldErr(p+".max_sessions", "must be -1 (no limit) or more, got %d", h.MaxSessions)
 		}
 		if strings.ContainsAny(h.DockerImage, " \t") {
 			return fieldErr(p+".docker_image", "%q is not an image reference", h.DockerImage)
@@ -227,6 +249,9 @@ func (f *File) Validate() error {
 	}
 	if _, err := ParseSize(c.ShmSize); err != nil {
 		return fieldErr("container_defaults.shm_size", "%v", err)
+	}
+	if _, err := ParseSize(c.TmpSize); err != nil {
+		return fieldErr("container_defaults.tmp_size", "%v", err)
 	}
 	if _, _, err := ParseResolution(c.Resolution); err != nil {
 		return fieldErr("container_defaults.resolution", "%v", err)

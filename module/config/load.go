@@ -212,7 +212,7 @@ func (d *decoder) hosts(n *yaml.Node, path string, out *[]Host) error {
 }
 
 func (d *decoder) container(n *yaml.Node, path string, c *ContainerDefaults) error {
-	return d.mapping(n, path, []string{"memory_limit", "shm_size", "resolution", "cpu_limit", "pids_limit", "publish_vnc"},
+	return d.mapping(n, path, []string{"memory_limit", "shm_size", "resolution", "cpu_limit", "pids_limit", "publish_vnc", "tmp_size", "writable_root"},
 		func(key string, v *yaml.Node, p string) error {
 			switch key {
 			case "memory_limit":
@@ -225,6 +225,10 @@ func (d *decoder) container(n *yaml.Node, path string, c *ContainerDefaults) err
 				return d.float(v, p, &c.CPULimit)
 			case "pids_limit":
 				return d.int(v, p, &c.PidsLimit)
+			case "tmp_size":
+				return d.str(v, p, &c.TmpSize)
+			case "writable_root":
+				return d.bool(v, p, &c.WritableRoot)
 			default:
 				return d.bool(v, p, &c.PublishVNC)
 			}

@@ -45,6 +45,12 @@ type RunSpec struct {
 
 	// CapAdd lists the capabilities given back after all are dropped.
 	CapAdd []string
+
+	// ReadOnlyRoot makes the root filesystem read-only, so nothing is
+	// written to the host's /var/lib/docker; Tmpfs mounts size-capped
+	// memory filesystems (path → mount options) where the image writes.
+	ReadOnlyRoot bool
+	Tmpfs        map[string]string
 }
 
 // createRequest is the body of POST /containers/create.
@@ -57,18 +63,20 @@ type createRequest struct {
 }
 
 type hostConfig struct {
-	Memory        int64                    `json:",omitempty"`
-	ShmSize       int64                    `json:",omitempty"`
-	NanoCPUs      int64                    `json:"NanoCpus,omitempty"`
-	PidsLimit     *int64                   `json:",omitempty"`
-	PortBindings  map[string][]portMapping `json:",omitempty"`
-	NetworkMode   string                   `json:",omitempty"`
-	CapAdd        []string                 `json:",omitempty"`
-	CapDrop       []string
-	SecurityOpt   []string
-	Privileged    bool
-	RestartPolicy restartPolicy
-	AutoRemove    bool
+	Memory         int64                    `json:",omitempty"`
+	ShmSize        int64                    `json:",omitempty"`
+	NanoCPUs       int64                    `json:"NanoCpus,omitempty"`
+	PidsLimit      *int64                   `json:",omitempty"`
+	PortBindings   map[string][]portMapping `json:",omitempty"`
+	NetworkMode    string                   `json:",omitempty"`
+	CapAdd         []string                 `json:",omitempty"`
+	ReadonlyRootfs bool                     `json:",omitempty"`
+	Tmpfs          map[string]string        `json:",omitempty"`
+	CapDrop        []string
+	SecurityOpt    []string
+	Privileged     bool
+	RestartPolicy  restartPolicy
+	AutoRemove     bool
 }
 
 type portMapping struct {
@@ -100,16 +108,18 @@ func createBody(spec RunSpec) (createRequest, error) {
 		Env:    spec.Env,
 		Labels: spec.Labels,
 		HostConfig: hostConfig{
-			Memory:        spec.MemoryBytes,
-			ShmSize:       spec.ShmBytes,
-			NanoCPUs:      spec.NanoCPUs,
-			NetworkMode:   spec.Network,
-			CapAdd:        spec.CapAdd,
-			CapDrop:       []string{"ALL"},
-			SecurityOpt:   []string{"no-new-privileges:true"},
-			Privileged:    false,
-			RestartPolicy: restartPolicy{Name: "no"},
-			AutoRemove:    false,
+			Memory:         spec.MemoryBytes,
+			ShmSize:        spec.ShmBytes,
+			NanoCPUs:       spec.NanoCPUs,
+			NetworkMode:    spec.Network,
+			CapAdd:         spec.CapAdd,
+			ReadonlyRootfs: spec.ReadOnlyRoot,
+			Tmpfs:          spec.Tmpfs,
+			CapDrop:        []string{"ALL"},
+			SecurityOpt:    []string{"no-new-privileges:true"},
+			Privileged:     false,
+			RestartPolicy:  restartPolicy{Name: "no"},
+			AutoRemove:     false,
 		},
 	}
 	if spec.PidsLimit > 0 {

@@ -37,6 +37,7 @@ func CheckHost(ctx context.Context, h *Host, prepare Prepare) []Check {
 	}
 	dock := Check{Name: "docker", Detail: "not reached"}
 	img := Check{Name: "image", Detail: "not reached"}
+	disk := Check{Name: "disk", OK: true, Detail: "not reached"}
 	err := h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
 		ssh.OK = true
 		if err := d.Ping(ctx); err != nil {
@@ -54,6 +55,7 @@ func CheckHost(ctx context.Context, h *Host, prepare Prepare) []Check {
 			return nil
 		}
 		img.OK, img.Detail = true, ""
+		disk = diskCheck(ctx, h, d)
 		if prepare != nil {
 			if err := prepare(ctx, h, d); err != nil {
 				img.OK, img.Detail = false, "prepare host: "+err.Error()
@@ -66,7 +68,7 @@ func CheckHost(ctx context.Context, h *Host, prepare Prepare) []Check {
 	} else if err != nil {
 		dock.OK, dock.Detail = false, err.Error()
 	}
-	return []Check{ssh, dock, img}
+	return []Check{ssh, dock, img, disk}
 }
 
 func describeReachError(err error) string {
@@ -114,7 +116,7 @@ func (o *Orchestrator) Probe(ctx context.Context, h *Host, timeout time.Duration
 		health = Unhealthy
 	}
 	if changed {
-		level, msg := "info", fmt.Sprintf("host %s: %s, docker and image checks passed", h.Name(), checks[0].Name)
+		level, msg := "info", fmt.Sprintf("host %s: %s, docker and image checks passed; disk: %s", h.Name(), checks[0].Name, checks[3].Detail)
 		if !ok {
 			level, msg = "error", fmt.Sprintf("host %s: %s", h.Name(), reason)
 		}

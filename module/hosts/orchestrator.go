@@ -55,6 +55,7 @@ type Host struct {
 	drained   bool
 	active    int
 	probing   bool // a probe of this host is running (Run)
+	disk      diskCache
 }
 
 // Name is the host's key: its configured hostname.

@@ -47,11 +47,12 @@ var NetworkOptions = map[string]string{"com.docker.network.bridge.enable_icc": "
 func containerSpec(s *Session, h config.Host, c config.ContainerDefaults, instance string, now time.Time) docker.RunSpec {
 	mem, _ := config.ParseSize(c.MemoryLimit) // validated at provisioning
 	shm, _ := config.ParseSize(c.ShmSize)
+	tmp, _ := config.ParseSize(c.TmpSize)
 	ports := []int{NoVNCPort}
 	if c.PublishVNC {
 		ports = append(ports, VNCPort)
 	}
-	return docker.RunSpec{
+	spec := docker.RunSpec{
 		Name:  ContainerName(instance, s.User, s.ID),
 		Image: h.DockerImage,
 		Env:   []string{"VNC_PASSWORD=" + s.Password, "RESOLUTION=" + c.Resolution},
@@ -70,6 +71,13 @@ func containerSpec(s *Session, h config.Host, c config.ContainerDefaults, instan
 		Ports:       ports,
 		Network:     SessionNetwork,
 	}
+	if !c.WritableRoot {
+		// The image contract: everything written at run time goes below
+		// /tmp (exec allowed: players run their tools from there).
+		spec.ReadOnlyRoot = true
+		spec.Tmpfs = map[string]string{"/tmp": "rw,exec,nosuid,nodev,mode=1777,size=" + strconv.FormatInt(tmp, 10)}
+	}
+	return spec
 }
 
 // ContainerName is "rd-[<instance>-]<user>-<first 8 of session id>", in

@@ -353,6 +353,9 @@ func previewHandler(t testing.TB, rec *record) http.Handler {
 			ok(w, 200, jsonMap{"hosts": hosts()})
 		case rest == "/admin/api/events/recent":
 			ok(w, 200, jsonMap{"events": recent})
+		case rest == "/admin/api/audit":
+			ok(w, 200, jsonMap{"entries": []jsonMap{{"time": now.Add(-3 * time.Minute), "actor": "1", "actor_name": "admin",
+				"action": "session_viewed", "user": "7", "result": "ok"}}})
 		case rest == "/admin/api/kill", rest == "/admin/api/extend", strings.HasPrefix(rest, "/admin/api/hosts/"):
 			var body map[string]string
 			json.NewDecoder(r.Body).Decode(&body)

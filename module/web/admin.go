@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ctf-desktops/caddy-remote-desktop/module/audit"
 	"go.uber.org/zap"
 
 	"github.com/ctf-desktops/caddy-remote-desktop/module/events"
@@ -37,11 +38,12 @@ func targetUser(w http.ResponseWriter, r *http.Request) (string, error) {
 	return body.id()
 }
 
-func (s *Server) adminKill(w http.ResponseWriter, r *http.Request, u identity.User) error {
+func (s *Server) adminKill(w http.ResponseWriter, r *http.Request, u identity.User) (err error) {
 	target, err := targetUser(w, r)
 	if err != nil {
 		return err
 	}
+	defer func() { s.record(r, u, audit.Entry{Action: audit.Kill, User: target, Result: result(err)}) }()
 	reason := fmt.Sprintf("killed by admin %s", display(u))
 	if err := s.Sessions.Destroy(r.Context(), target, reason); errors.Is(err, session.ErrNoSession) {
 		return errorf(http.StatusNotFound, "no_session", "that user has no active session")
@@ -58,11 +60,12 @@ func display(u identity.User) string {
 	return fmt.Sprintf("%s (%s)", u.Name, u.ID)
 }
 
-func (s *Server) adminExtend(w http.ResponseWriter, r *http.Request, u identity.User) error {
+func (s *Server) adminExtend(w http.ResponseWriter, r *http.Request, u identity.User) (err error) {
 	target, err := targetUser(w, r)
 	if err != nil {
 		return err
 	}
+	defer func() { s.record(r, u, audit.Entry{Action: audit.Extend, User: target, Result: result(err)}) }()
 	return s.doExtend(w, r, target, true)
 }
 
@@ -87,18 +90,23 @@ func (s *Server) hostFromBody(w http.ResponseWriter, r *http.Request) (*hosts.Ho
 }
 
 func (s *Server) adminDrain(w http.ResponseWriter, r *http.Request, u identity.User) error {
-	return s.setDrained(w, r, true)
+	return s.setDrained(w, r, u, true)
 }
 
 func (s *Server) adminUndrain(w http.ResponseWriter, r *http.Request, u identity.User) error {
-	return s.setDrained(w, r, false)
+	return s.setDrained(w, r, u, false)
 }
 
-func (s *Server) setDrained(w http.ResponseWriter, r *http.Request, drained bool) error {
+func (s *Server) setDrained(w http.ResponseWriter, r *http.Request, u identity.User, drained bool) (err error) {
 	h, err := s.hostFromBody(w, r)
 	if err != nil {
 		return err
 	}
+	action := audit.Undrain
+	if drained {
+		action = audit.Drain
+	}
+	defer func() { s.record(r, u, audit.Entry{Action: action, Host: h.Name(), Result: result(err)}) }()
 	if err := s.Hosts.SetDrained(h.Name(), drained); err != nil {
 		return err
 	}
@@ -112,6 +120,7 @@ func (s *Server) adminCheck(w http.ResponseWriter, r *http.Request, u identity.U
 	if err != nil {
 		return err
 	}
+	s.record(r, u, audit.Entry{Action: audit.Check, Host: h.Name()})
 	ctx := context.WithoutCancel(r.Context())
 	s.Hosts.Probe(ctx, h, 30*time.Second, s.Prepare)
 	return s.adminHosts(w, r, u)

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/ctf-desktops/caddy-remote-desktop/module/audit"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/events"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/identity"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/proxy"
@@ -87,6 +88,7 @@ func (s *Server) desktop(w http.ResponseWriter, r *http.Request) error {
 			s.Events.Emit(events.Event{Type: events.SessionViewed, User: user, Level: "warn",
 				Message: fmt.Sprintf("admin %s opened the desktop of user %s", display(viewer), user),
 				Data:    map[string]any{"admin": viewer.ID, "session": target.SessionID}})
+			s.record(r, viewer, audit.Entry{Action: audit.SessionViewed, User: user, Session: target.SessionID})
 		}
 	}
 	return s.Proxy(w, proxy.ForContainer(r.WithContext(ctx), rest), target.Addr)

@@ -69,6 +69,13 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, u identity.User)
 	if err := readJSON(w, r, &body); err != nil {
 		return err
 	}
+	// Only a create that makes a session costs the player (a second
+	// click answers the existing one).
+	if v, ok := s.Sessions.Get(u.ID); !ok || v.State.Terminal() {
+		if err := s.throttle(w, u); err != nil {
+			return err
+		}
+	}
 	_, created, err := s.Sessions.Create(u.ID, u.Name)
 	if errors.Is(err, session.ErrStopped) {
 		return errStarting
@@ -110,6 +117,11 @@ func (s *Server) destroy(w http.ResponseWriter, r *http.Request, u identity.User
 	var body struct{}
 	if err := readJSON(w, r, &body); err != nil {
 		return err
+	}
+	if v, ok := s.Sessions.Get(u.ID); ok && !v.State.Terminal() {
+		if err := s.throttle(w, u); err != nil {
+			return err
+		}
 	}
 	if err := s.Sessions.Destroy(r.Context(), u.ID, ""); errors.Is(err, session.ErrNoSession) {
 		return errNoSession

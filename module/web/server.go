@@ -15,9 +15,11 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/ctf-desktops/caddy-remote-desktop/module/audit"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/events"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/hosts"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/identity"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/limit"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/session"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/ui"
 )
@@ -52,6 +54,10 @@ type Server struct {
 	// Recheck is how often an open desktop connection re-checks its
 	// session and its viewer's login. Default: 2s.
 	Recheck time.Duration
+	// Limiter bounds each player's creates and destroys (nil: no limit).
+	Limiter *limit.Limiter
+	// Audit keeps admin actions and session_viewed (nil: not kept).
+	Audit *audit.Trail
 	// Done ends long-lived responses (SSE) when this server is replaced.
 	Done   <-chan struct{}
 	Logger *zap.Logger
@@ -136,6 +142,7 @@ var routes = map[string]route{
 	"/admin/api/hosts/drain":   {method: http.MethodPost, admin: true, handler: (*Server).adminDrain},
 	"/admin/api/hosts/undrain": {method: http.MethodPost, admin: true, handler: (*Server).adminUndrain},
 	"/admin/api/hosts/check":   {method: http.MethodPost, admin: true, handler: (*Server).adminCheck},
+	"/admin/api/audit":         {method: http.MethodGet, admin: true, handler: (*Server).adminAudit},
 }
 
 // Owns reports whether the path is under the prefix.

@@ -23,7 +23,7 @@ import (
 )
 
 // EnvBench=1 runs TestBench; EnvOnly (a comma-separated list of ssh,
-// time-to-desktop, proxy-and-herd, footprint) runs only those phases.
+// time-to-desktop, proxy-and-herd, footprint, abuse) runs only those phases.
 const (
 	EnvBench = "RD_BENCH"
 	EnvOnly  = "RD_BENCH_ONLY"
@@ -37,10 +37,11 @@ const (
 	secHerd
 	secFootprint
 	secSSH
+	secAbuse
 	numSections
 )
 
-var sectionNames = [numSections]string{"time to desktop", "proxy overhead", "websocket throughput", "herd", "footprint", "SSH"}
+var sectionNames = [numSections]string{"time to desktop", "proxy overhead", "websocket throughput", "herd", "footprint", "SSH", "abuse"}
 
 // rig is what every phase shares: the test bed, the CTFd stand-in, and the
 // table being filled.
@@ -98,6 +99,7 @@ func TestBench(t *testing.T) {
 		{"time-to-desktop", []int{secDesktop}, r.benchTimeToDesktop},
 		{"proxy-and-herd", []int{secProxy, secWSThroughput, secHerd}, r.benchTiny},
 		{"footprint", []int{secFootprint}, r.benchFootprint},
+		{"abuse", []int{secAbuse}, r.benchAbuse},
 	}
 	only := r.only
 	for _, name := range strings.Split(os.Getenv(EnvOnly), ",") {
@@ -253,7 +255,8 @@ func (r *rig) caddyfile(cc caddyConf, instance string) string {
 	}
 	var hosts strings.Builder
 	for _, h := range r.tb.Hosts {
-		fmt.Fprintf(&hosts, "\t\thost %s {\n\t\t\tuser %s\n\t\t\tport %d\n\t\t\tdocker_image %s\n\t\t}\n", h.IP, h.User, max(h.SSHPort, 22), cc.image)
+		// No session cap: the herd puts about 67 sessions on each host.
+		fmt.Fprintf(&hosts, "\t\thost %s {\n\t\t\tuser %s\n\t\t\tport %d\n\t\t\tdocker_image %s\n\t\t\tmax_sessions -1\n\t\t}\n", h.IP, h.User, max(h.SSHPort, 22), cc.image)
 	}
 	return fmt.Sprintf(`{
 	admin {{ADMIN}}

@@ -469,6 +469,33 @@
     feed.setAttribute('data-min-level', this.value);
   });
 
+  // ---------- audit trail ----------
+
+  // fetchAudit shows the newest 50 entries of the persisted audit trail
+  // (GET /admin/api/audit), on load and on Refresh.
+  async function fetchAudit() {
+    var body = $('audit-body');
+    try {
+      var d = await RD.api('GET', '/admin/api/audit?limit=50');
+      body.textContent = '';
+      (d.entries || []).forEach(function (e) {
+        body.appendChild(RD.el('tr', { 'data-testid': 'audit-row' },
+          RD.el('td', null, RD.fullTime(e.time)),
+          RD.el('td', null, e.actor_name ? e.actor_name + ' (' + e.actor + ')' : String(e.actor || '')),
+          RD.el('td', null, String(e.action || '')),
+          RD.el('td', null, e.user ? 'user ' + e.user : String(e.host || '')),
+          RD.el('td', null, String(e.result || ''))));
+      });
+      if (!body.children.length) {
+        body.appendChild(RD.el('tr', null, RD.el('td', { colspan: '5', className: 'empty' }, 'No admin actions recorded.')));
+      }
+      RD.clearAlert('audit');
+    } catch (err) {
+      RD.showAlert(err, { key: 'audit', kind: 'warning', title: 'Audit trail:' });
+    }
+  }
+  $('audit-refresh').addEventListener('click', function () { RD.busy(this, fetchAudit); });
+
   // ---------- start ----------
 
   var sessions = poller(fetchSessions, SESSIONS_MS);
@@ -490,5 +517,6 @@
   sessions.now();
   hosts.now();
   loadRecent();
+  fetchAudit();
   connect();
 })();

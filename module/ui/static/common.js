@@ -69,6 +69,13 @@
     if (resp.status === 503 && (!err || /auth|login|identity|ctfd/i.test(err.code || ''))) {
       throw new ApiError(503, err && err.code || 'login_unavailable', LOGIN_UNAVAILABLE);
     }
+    if (resp.status === 429) {
+      // Too many creates/destroys: the server's message says how long to wait.
+      var e429 = new ApiError(429, err && err.code || 'rate_limited',
+        err && err.message || 'Too many requests; please wait a moment.');
+      e429.retryAfter = parseInt(resp.headers.get('Retry-After') || '0', 10) || 0;
+      throw e429;
+    }
     if (err && err.message) throw new ApiError(resp.status, err.code, err.message);
     if (resp.ok) throw new ApiError(resp.status, 'bad_response', 'Unexpected answer from the server');
     throw new ApiError(resp.status, 'http_' + resp.status,

@@ -137,12 +137,24 @@
         else enterCreating(s);
         RD.announce('Starting your desktop');
       } catch (err) {
+        if (err.status === 429) return rateLimited(err, startBtn);
         RD.showAlert(err, { title: 'Could not start a desktop.' });
         // A session may already exist (409) or have been started elsewhere.
         if (err.status === 409) load();
       }
     });
   });
+
+  // rateLimited explains a 429 (too many creates/destroys) and keeps the
+  // button disabled until the server's Retry-After has passed.
+  function rateLimited(err, button) {
+    RD.showAlert(err, { kind: 'warning', key: 'rate', title: 'Slow down.' });
+    var wait = Math.max(1, err.retryAfter || 5) * 1000;
+    setTimeout(function () {
+      button.disabled = true;
+      setTimeout(function () { button.disabled = false; RD.clearAlert('rate'); }, wait);
+    }, 0);
+  }
 
   // ---------- creating ----------
 
@@ -339,6 +351,7 @@
         enterIdle({ state: 'user' });
         RD.announce('Your desktop was destroyed');
       } catch (err) {
+        if (err.status === 429) return rateLimited(err, destroyBtn);
         RD.showAlert(err, { title: 'Could not destroy the desktop.' });
       }
     });
