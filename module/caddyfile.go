@@ -69,6 +69,9 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	        event_log_size     <n>
 //	        shutdown_policy    keep|destroy
 //	        instance           <name>
+//	        egress             open|closed
+//	        closed_ranges      <cidr>...
+//	        isolation          enforce|warn
 //	    }
 //	}
 //
@@ -137,6 +140,15 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = stringArg(d, &a.Instance)
 		case "event_log_size":
 			err = intArg(d, &a.EventLogSize)
+		case "egress":
+			err = stringArg(d, &a.Egress)
+		case "closed_ranges":
+			a.ClosedRanges = append(a.ClosedRanges, d.RemainingArgs()...)
+			if len(a.ClosedRanges) == 0 {
+				err = d.ArgErr()
+			}
+		case "isolation":
+			err = stringArg(d, &a.Isolation)
 		case "shutdown_policy":
 			if err = stringArg(d, &a.ShutdownPolicy); err == nil && a.ShutdownPolicy != "keep" && a.ShutdownPolicy != "destroy" {
 				err = d.Errf("shutdown_policy: %q is neither keep nor destroy", a.ShutdownPolicy)

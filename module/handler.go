@@ -163,7 +163,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Events:         rt.events,
 		AllowedOrigins: h.AllowedOrigins,
 		LoginURL:       h.LoginURL,
-		Prepare:        prepareHost,
+		Prepare:        rt.prepare(true),
 		Done:           done,
 		Logger:         h.logger,
 		Proxy: func(w http.ResponseWriter, r *http.Request, addr string) error {
