@@ -101,6 +101,12 @@ type App struct {
 	// CTFd's database when it has a public address.
 	ClosedRanges []string `json:"closed_ranges,omitempty"`
 
+	// IPv4 ranges (CIDR) opened inside the private ranges closed by
+	// default, e.g. the CTF's challenge network. The workspace hosts,
+	// link-local addresses and closed_ranges stay closed whatever this
+	// says, and other desktops stay unreachable.
+	OpenRanges []string `json:"open_ranges,omitempty"`
+
 	// What happens to a host whose isolation check fails (rules cannot be
 	// installed, e.g. rootless Docker, or a probe got through): "enforce"
 	// keeps it out of rotation; "warn" keeps it in rotation with a warning
@@ -286,6 +292,9 @@ func (a *App) Validate() error {
 	}
 	if _, err := parseRanges(a.ClosedRanges); err != nil {
 		return fmt.Errorf("closed_ranges: %w", err)
+	}
+	if _, err := parseRanges(a.OpenRanges); err != nil {
+		return fmt.Errorf("open_ranges: %w", err)
 	}
 	if a.MaxConnections < 1 {
 		return fmt.Errorf("max_connections: must be at least 1, got %d", a.MaxConnections)

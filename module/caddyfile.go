@@ -71,6 +71,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	        instance           <name>
 //	        egress             open|closed
 //	        closed_ranges      <cidr>...
+//	        open_ranges        <cidr>...
 //	        isolation          enforce|warn
 //	    }
 //	}
@@ -145,6 +146,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "closed_ranges":
 			a.ClosedRanges = append(a.ClosedRanges, d.RemainingArgs()...)
 			if len(a.ClosedRanges) == 0 {
+				err = d.ArgErr()
+			}
+		case "open_ranges":
+			a.OpenRanges = append(a.OpenRanges, d.RemainingArgs()...)
+			if len(a.OpenRanges) == 0 {
 				err = d.ArgErr()
 			}
 		case "isolation":

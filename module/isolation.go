@@ -75,8 +75,9 @@ func (r *runtime) prepare(force bool) hosts.Prepare {
 // host's sshd is probed (this host's own sshd is probed on its gateway
 // and its bind address).
 func isolationFor(a *App, hc config.Host) (isolation.Policy, isolation.Host) {
-	ranges, _ := parseRanges(a.ClosedRanges) // validated at provisioning
-	p := isolation.Policy{Egress: a.Egress != "closed", Closed: ranges}
+	closed, _ := parseRanges(a.ClosedRanges) // validated at provisioning
+	open, _ := parseRanges(a.OpenRanges)
+	p := isolation.Policy{Egress: a.Egress != "closed", Closed: closed, Open: open}
 	ih := isolation.Host{Image: hc.DockerImage, SSHPort: hc.Port}
 	for _, o := range a.settings.WorkspaceHosts {
 		for _, ip := range hostIPs(o) {

@@ -15,13 +15,14 @@ func TestIsolationOptions(t *testing.T) {
 	err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(`remote_desktop {
 		egress closed
 		closed_ranges 203.0.113.0/24 198.51.100.7
+		open_ranges 10.50.0.0/16
 		isolation warn
 	}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	got, _ := json.Marshal(a)
-	if want := `{"egress":"closed","closed_ranges":["203.0.113.0/24","198.51.100.7"],"isolation":"warn"}`; string(got) != want {
+	if want := `{"egress":"closed","closed_ranges":["203.0.113.0/24","198.51.100.7"],"open_ranges":["10.50.0.0/16"],"isolation":"warn"}`; string(got) != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 	a.setDefaults()
@@ -40,7 +41,7 @@ func TestIsolationOptions(t *testing.T) {
 		{func(a *App) { a.Egress = "partly" }, "neither open nor closed"},
 		{func(a *App) { a.Isolation = "off" }, "neither enforce nor warn"},
 		{func(a *App) { a.ClosedRanges = []string{"10.0.0.0/33"} }, "not an IPv4 range"},
-		{func(a *App) { a.ClosedRanges = []string{"fd00::/8"} }, "not an IPv4 range"},
+		{func(a *App) { a.OpenRanges = []string{"fd00::/8"} }, "open_ranges: \"fd00::/8\" is not an IPv4 range"},
 	} {
 		var b App
 		b.setDefaults()
@@ -76,7 +77,7 @@ func TestIsolationFor(t *testing.T) {
 	for _, r := range p.ClosedRanges() {
 		closed = append(closed, r.String())
 	}
-	for _, r := range []string{"169.254.0.0/16", "198.51.100.2/32", "203.0.113.0/24", "10.0.0.0/8"} {
+	for _, r := range []string{"169.254.0.0/16", "198.51.100.2/32", "203.0.113.0/24", "10.0.0.2/32", "172.30.77.11/32"} {
 		if !strings.Contains(strings.Join(closed, " "), r) {
 			t.Errorf("closed ranges %v lack %s", closed, r)
 		}

@@ -58,23 +58,32 @@ var DefaultRanges = []netip.Prefix{
 	netip.MustParsePrefix("100.64.0.0/10"),
 }
 
-// Policy is what desktops may reach.
+// Policy is what desktops may reach. Rules apply in this order: replies
+// to connections made to a desktop pass; LinkLocal is dropped; Closed is
+// dropped; Open passes; DefaultRanges are dropped; everything else passes
+// only with Egress.
 type Policy struct {
-	// Egress keeps the internet (whatever is not closed below) open.
+	// Egress keeps the internet (whatever is not closed) open.
 	Egress bool
-	// Closed lists ranges closed beyond LinkLocal and DefaultRanges: the
-	// operator's extra ranges and every configured host's address (a host
-	// may have a public address).
+	// Closed lists ranges always closed: every configured host's address
+	// (a host may have a public address) and the operator's extra ranges.
 	Closed []netip.Prefix
+	// Open lists ranges opened inside DefaultRanges (a CTF's challenge
+	// network). Closed and LinkLocal win over it.
+	Open []netip.Prefix
 }
 
-// ClosedRanges is every range closed to desktops, sorted and without
-// duplicates; IPv6 ranges are left out (the desktop network has no IPv6
-// and IPv6 is closed whole).
+// ClosedRanges is LinkLocal and Closed, sorted and without duplicates;
+// IPv6 ranges are left out (the desktop network has no IPv6, and IPv6
+// from it is dropped whole).
 func (p Policy) ClosedRanges() []netip.Prefix {
+	return normalize(append([]netip.Prefix{LinkLocal}, p.Closed...))
+}
+
+func normalize(in []netip.Prefix) []netip.Prefix {
 	seen := map[netip.Prefix]bool{}
 	var out []netip.Prefix
-	for _, r := range append(append([]netip.Prefix{LinkLocal}, DefaultRanges...), p.Closed...) {
+	for _, r := range in {
 		r = r.Masked()
 		if !r.Addr().Is4() || seen[r] {
 			continue
@@ -94,10 +103,7 @@ func (p Policy) ClosedRanges() []netip.Prefix {
 // Key identifies the rules a policy installs (to know when to reinstall).
 func (p Policy) Key() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "egress=%t", p.Egress)
-	for _, r := range p.ClosedRanges() {
-		b.WriteString(" " + r.String())
-	}
+	fmt.Fprintf(&b, "egress=%t closed=%v open=%v", p.Egress, p.ClosedRanges(), normalize(p.Open))
 	return b.String()
 }
 
@@ -112,6 +118,12 @@ func InstallScript(p Policy) string {
 	fmt.Fprintf(&rs, "*filter\n:%s - [0:0]\n:%s - [0:0]\n", forwardChain, inputChain)
 	fmt.Fprintf(&rs, "-A %s -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN\n", forwardChain)
 	for _, r := range p.ClosedRanges() {
+		fmt.Fprintf(&rs, "-A %s -d %s -j DROP\n", forwardChain, r)
+	}
+	for _, r := range normalize(p.Open) {
+		fmt.Fprintf(&rs, "-A %s -d %s -j RETURN\n", forwardChain, r)
+	}
+	for _, r := range DefaultRanges {
 		fmt.Fprintf(&rs, "-A %s -d %s -j DROP\n", forwardChain, r)
 	}
 	if !p.Egress {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -56,13 +58,37 @@ func probe(t *testing.T, h testbed.Host, targets []isolation.Target, run ...stri
 func TestDesktopsReachNothingOfOurs(t *testing.T) {
 	tb := testbed.Load(t)
 	metadataLocal(t, tb)
-	s := newSystem(t, sysConfig{desktop: true})
+	// A listener on the test bed's network (not a host): open_ranges opens
+	// it, while the hosts in the same range stay closed.
+	listener := "i11net-listener-" + strconv.Itoa(os.Getpid())
+	if out, err := exec.Command("docker", "run", "-d", "--rm", "--name", listener, "--network", tb.Network,
+		"-e", "VNC_PASSWORD=x", tb.TinyImage).CombinedOutput(); err != nil {
+		t.Fatalf("start the listener: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", listener).Run() })
+	lip, err := exec.Command("docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", listener).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSystem(t, sysConfig{desktop: true, extra: "\t\topen_ranges " + tb.Subnet})
 	h1, h2 := tb.Host(t, 0), tb.Host(t, 1)
 
 	// Host 3 drained: the first and third desktop share host 1, the
 	// second is on host 2.
 	if code, out, _ := s.req(e2e.AdminUserID, "POST", "/remote-desktop/admin/api/hosts/drain", fmt.Sprintf(`{"host":%q}`, tb.Host(t, 2).IP), nil); code != 200 {
 		t.Fatalf("drain: %d %v", code, out)
+	}
+	// Placement is least-loaded among healthy hosts: wait until each
+	// host's check (with its isolation proof) is done.
+	for deadline := time.Now().Add(90 * time.Second); ; {
+		_, out, _ := s.req(e2e.AdminUserID, "GET", "/remote-desktop/admin/api/hosts", "", nil)
+		if n := strings.Count(fmt.Sprint(out), "health:healthy"); n == len(tb.Hosts) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hosts not healthy: %v", out)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	p := s.players(3)
 	for _, u := range p {
@@ -174,8 +200,13 @@ func TestDesktopsReachNothingOfOurs(t *testing.T) {
 	if in := testbed.Exec(t, h1, "iptables", "-S", "INPUT"); strings.Count(in, "-j RD-DESKTOPS-IN") != 1 {
 		t.Errorf("INPUT after repeated installs:\n%s", in)
 	}
-	if got := probe(t, h1, targets[:1], "docker", "exec", alice.ID, "bash", "-c"); got[targets[0].Addr.String()] != "blocked" {
-		t.Errorf("after re-checks: %v", got)
+	// Right after the re-check (which installed this test's policy: hosts
+	// sharing a policy is the rule, see README), an allowed target answers
+	// the same probe from inside the desktop, and a desktop still does not.
+	allowed := addr("listener in open_ranges", strings.TrimSpace(string(lip)), "6080")
+	got = probe(t, h1, []isolation.Target{allowed, targets[0]}, "docker", "exec", alice.ID, "bash", "-c")
+	if got[allowed.Addr.String()] != "open" || got[targets[0].Addr.String()] != "blocked" {
+		t.Errorf("after re-checks: %s want open, %s want blocked: %v", allowed.Addr, targets[0].Addr, got)
 	}
 	// And the proxy's own path to a desktop is untouched.
 	if c, err := net.DialTimeout("tcp", targets[0].Addr.String(), 3*time.Second); err != nil {
