@@ -2,6 +2,7 @@ package remotedesktop
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -56,9 +57,12 @@ func (r *runtime) prepare(force bool) hosts.Prepare {
 		if !force && ok && wasHealthy && p.key == key && time.Since(p.at) < isolationRecheck {
 			return []hosts.Check{p.check}, nil
 		}
-		res := isolation.Prove(ctx, d, ih, policy)
+		pctx, cancel := proofContext(ctx)
+		res := isolation.Prove(pctx, d, ih, policy)
+		cut := pctx.Err() != nil
+		cancel()
 		c := hosts.Check{Name: "isolation", OK: res.Isolated, Detail: res.Detail, Warn: a.Isolation == "warn"}
-		if ctx.Err() == nil {
+		if !cut {
 			r.proofs.mu.Lock()
 			if r.proofs.byH == nil {
 				r.proofs.byH = map[string]proof{}
@@ -68,6 +72,22 @@ func (r *runtime) prepare(force bool) hosts.Prepare {
 		}
 		return []hosts.Check{c}, nil
 	}
+}
+
+// proofTimeout bounds an isolation proof. It may outlast the host check's
+// own deadline: two container starts take seconds on a loaded host (19-21 s
+// measured at a load average of 24 on 2 cores), and a proof cut short would
+// take a healthy host out of rotation. Shutting down still ends it.
+const proofTimeout = 90 * time.Second
+
+func proofContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), proofTimeout)
+	stop := context.AfterFunc(ctx, func() {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			cancel()
+		}
+	})
+	return pctx, func() { stop(); cancel() }
 }
 
 // isolationFor is the policy and probe targets of host hc under a's

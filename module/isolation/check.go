@@ -50,6 +50,7 @@ type Host struct {
 // desktop network, the gateway's sshd and Docker ports, every other host's
 // sshd, link-local metadata and every desktop already on the network.
 func Prove(ctx context.Context, d *docker.Client, h Host, p Policy) Result {
+	start := time.Now()
 	rootless, err := d.Rootless(ctx)
 	if err != nil {
 		return Result{Detail: "cannot check: " + err.Error()}
@@ -109,7 +110,11 @@ func Prove(ctx context.Context, d *docker.Client, h Host, p Policy) Result {
 	if err != nil || code != 0 {
 		return Result{Detail: fmt.Sprintf("cannot probe from the desktop network (exit %d, %v): %s", code, err, lastLines(out, 3))}
 	}
-	return verdict(targets, out, len(peers), p)
+	res := verdict(targets, out, len(peers), p)
+	if res.Isolated {
+		res.Detail += fmt.Sprintf(" (installed and proved in %.1fs)", time.Since(start).Seconds())
+	}
+	return res
 }
 
 // ProbeScript tries every target at once from bash (/dev/tcp) with a
@@ -158,7 +163,7 @@ func verdict(targets []Target, out string, peers int, p Policy) Result {
 	if !p.Egress {
 		egress = "internet closed"
 	}
-	return Result{Isolated: true, Detail: fmt.Sprintf("isolated: %d probes from the desktop network blocked (gateway sshd and dockerd, metadata, %d other hosts, %d desktops); %s",
+	return Result{Isolated: true, Detail: fmt.Sprintf("isolated: %d probes from the desktop network blocked (gateway sshd and dockerd, metadata, %d host sshd addresses, %d desktops); %s",
 		len(targets), len(targets)-4-peers, peers, egress)}
 }
 

@@ -170,6 +170,7 @@ func TestDesktopsReachNothingOfOurs(t *testing.T) {
 				if c["ok"] != true || !strings.HasPrefix(fmt.Sprint(c["detail"]), "isolated: ") {
 					t.Errorf("host %v isolation check: %v", hs["name"], c)
 				}
+				t.Logf("host %v: %v", hs["name"], c["detail"])
 			}
 		}
 		if !found {
