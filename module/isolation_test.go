@@ -1,9 +1,11 @@
 package remotedesktop
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
@@ -84,5 +86,28 @@ func TestIsolationFor(t *testing.T) {
 	}
 	if strings.Contains(strings.Join(closed, " "), "127.") {
 		t.Errorf("loopback closed: %v", closed)
+	}
+}
+
+// A proof outlives the host check's deadline but not a shutdown.
+func TestProofContext(t *testing.T) {
+	parent, cancelParent := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancelParent()
+	pctx, cancel := proofContext(parent)
+	<-parent.Done()
+	time.Sleep(20 * time.Millisecond)
+	if pctx.Err() != nil {
+		t.Errorf("proof cut by the check's deadline: %v", pctx.Err())
+	}
+	cancel()
+
+	parent, cancelParent = context.WithCancel(context.Background())
+	pctx, cancel = proofContext(parent)
+	defer cancel()
+	cancelParent()
+	select {
+	case <-pctx.Done():
+	case <-time.After(time.Second):
+		t.Error("proof not ended by a shutdown")
 	}
 }
