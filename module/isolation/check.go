@@ -58,6 +58,7 @@ func Prove(ctx context.Context, d *docker.Client, h Host, p Policy) Result {
 	if rootless {
 		return Result{Detail: "rootless Docker: no host firewall rules can be installed, so desktops are NOT isolated from this host's services, other desktops and private networks"}
 	}
+	sweep(ctx, d)
 	net, err := d.InspectNetwork(ctx, Network)
 	if err != nil {
 		return Result{Detail: "cannot check: " + err.Error()}
@@ -66,7 +67,7 @@ func Prove(ctx context.Context, d *docker.Client, h Host, p Policy) Result {
 		return Result{Detail: fmt.Sprintf("network %s exists without bridge name %s (made by hand?): remove it so that it is recreated", Network, Bridge)}
 	}
 	code, out, err := d.RunOnce(ctx, docker.OneShot{
-		Name: "rd-firewall-" + suffix(), Image: h.Image, User: "0", NetworkMode: "host",
+		Name: "rd-firewall-" + suffix(), Image: h.Image, User: "0", NetworkMode: "host", Labels: helperLabels,
 		Entrypoint: []string{"chroot", "/host", "/bin/sh", "-c", InstallScript(p)},
 		CapAdd:     []string{"NET_ADMIN", "NET_RAW", "SYS_CHROOT"},
 		Binds:      []string{"/:/host:ro"},
@@ -102,7 +103,7 @@ func Prove(ctx context.Context, d *docker.Client, h Host, p Policy) Result {
 	}
 	sort.Slice(targets[4:], func(i, k int) bool { return targets[4+i].Name < targets[4+k].Name })
 	code, out, err = d.RunOnce(ctx, docker.OneShot{
-		Name: "rd-probe-" + suffix(), Image: h.Image, User: "0", NetworkMode: Network,
+		Name: "rd-probe-" + suffix(), Image: h.Image, User: "0", NetworkMode: Network, Labels: helperLabels,
 		Entrypoint: []string{"chroot", "/host", "/bin/bash", "-c", ProbeScript(targets)},
 		CapAdd:     []string{"SYS_CHROOT"},
 		Binds:      []string{"/:/host:ro"},
@@ -165,6 +166,28 @@ func verdict(targets []Target, out string, peers int, p Policy) Result {
 	}
 	return Result{Isolated: true, Detail: fmt.Sprintf("isolated: %d probes from the desktop network blocked (gateway sshd and dockerd, metadata, %d host sshd addresses, %d desktops); %s",
 		len(targets), len(targets)-4-peers, peers, egress)}
+}
+
+// helperLabels mark the throwaway containers, so that those a crash or a
+// dockerd restart left behind are found again.
+var helperLabels = map[string]string{"io.ctf-remote-desktop.isolation-helper": "true"}
+
+// staleHelper is how old a stopped helper must be before sweep removes it:
+// a younger one may be another proof's, its output not read yet.
+const staleHelper = 5 * time.Minute
+
+// sweep removes stopped helpers left behind; failures only mean they stay
+// until the next proof.
+func sweep(ctx context.Context, d *docker.Client) {
+	cs, err := d.List(ctx, helperLabels, true)
+	if err != nil {
+		return
+	}
+	for _, c := range cs {
+		if !c.Running && time.Since(c.Created) > staleHelper {
+			_ = d.Remove(ctx, c.ID, 0)
+		}
+	}
 }
 
 func lastLines(s string, n int) string {
