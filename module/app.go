@@ -99,6 +99,31 @@ type App struct {
 	// a staging copy) can share hosts. Default: default.
 	Instance string `json:"instance,omitempty"`
 
+	// What desktops may reach besides their own proxied websocket: "open"
+	// (the internet stays open) or "closed" (nothing). Either way they
+	// never reach other desktops, any workspace host, link-local addresses
+	// (169.254.0.0/16: cloud metadata), the private ranges 10.0.0.0/8,
+	// 172.16.0.0/12, 192.168.0.0/16 and 100.64.0.0/10, or closed_ranges.
+	// Enforced by host firewall rules that each host check installs and
+	// proves. Default: open.
+	Egress string `json:"egress,omitempty"`
+
+	// More IPv4 ranges (CIDR) closed to desktops, e.g. the network of
+	// CTFd's database when it has a public address.
+	ClosedRanges []string `json:"closed_ranges,omitempty"`
+
+	// IPv4 ranges (CIDR) opened inside the private ranges closed by
+	// default, e.g. the CTF's challenge network. The workspace hosts,
+	// link-local addresses and closed_ranges stay closed whatever this
+	// says, and other desktops stay unreachable.
+	OpenRanges []string `json:"open_ranges,omitempty"`
+
+	// What happens to a host whose isolation check fails (rules cannot be
+	// installed, e.g. rootless Docker, or a probe got through): "enforce"
+	// keeps it out of rotation; "warn" keeps it in rotation with a warning
+	// in the event log and on the dashboard. Default: enforce.
+	Isolation string `json:"isolation,omitempty"`
+
 	logger   *zap.Logger
 	settings config.File
 	rt       *runtime
@@ -197,6 +222,12 @@ func (a *App) setDefaults() {
 	if a.Instance == "" {
 		a.Instance = session.DefaultInstance
 	}
+	if a.Egress == "" {
+		a.Egress = "open"
+	}
+	if a.Isolation == "" {
+		a.Isolation = "enforce"
+	}
 }
 
 func setDuration(d *caddy.Duration, def time.Duration) {
@@ -286,6 +317,18 @@ func (a *App) Validate() error {
 	}
 	if !instanceRE.MatchString(a.Instance) {
 		return fmt.Errorf("instance: %q must be 1-32 of a-z, 0-9, '.', '_', '-'", a.Instance)
+	}
+	if a.Egress != "open" && a.Egress != "closed" {
+		return fmt.Errorf("egress: %q is neither open nor closed", a.Egress)
+	}
+	if a.Isolation != "enforce" && a.Isolation != "warn" {
+		return fmt.Errorf("isolation: %q is neither enforce nor warn", a.Isolation)
+	}
+	if _, err := parseRanges(a.ClosedRanges); err != nil {
+		return fmt.Errorf("closed_ranges: %w", err)
+	}
+	if _, err := parseRanges(a.OpenRanges); err != nil {
+		return fmt.Errorf("open_ranges: %w", err)
 	}
 	if a.MaxConnections < 1 {
 		return fmt.Errorf("max_connections: must be at least 1, got %d", a.MaxConnections)

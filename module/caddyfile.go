@@ -74,6 +74,10 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	        instance           <name>
 //	        rate_limit         <burst> <interval> | off   # per player create/destroy
 //	        audit_retention_days <days>
+//	        egress             open|closed
+//	        closed_ranges      <cidr>...
+//	        open_ranges        <cidr>...
+//	        isolation          enforce|warn
 //	    }
 //	}
 //
@@ -151,6 +155,20 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = a.unmarshalRateLimit(d)
 		case "audit_retention_days":
 			err = intArg(d, &a.AuditRetentionDays)
+		case "egress":
+			err = stringArg(d, &a.Egress)
+		case "closed_ranges":
+			a.ClosedRanges = append(a.ClosedRanges, d.RemainingArgs()...)
+			if len(a.ClosedRanges) == 0 {
+				err = d.ArgErr()
+			}
+		case "open_ranges":
+			a.OpenRanges = append(a.OpenRanges, d.RemainingArgs()...)
+			if len(a.OpenRanges) == 0 {
+				err = d.ArgErr()
+			}
+		case "isolation":
+			err = stringArg(d, &a.Isolation)
 		case "shutdown_policy":
 			if err = stringArg(d, &a.ShutdownPolicy); err == nil && a.ShutdownPolicy != "keep" && a.ShutdownPolicy != "destroy" {
 				err = d.Errf("shutdown_policy: %q is neither keep nor destroy", a.ShutdownPolicy)

@@ -215,7 +215,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		LoginURL:        h.LoginURL,
 		Brand:           brand,
 		Links:           h.Links,
-		Prepare:         prepareHost,
+		Prepare:         rt.prepare(true),
 		Done:            done,
 		Logger:          h.logger,
 		RecheckIdentity: recheckFor(h.identity, srv, h.PathPrefix),

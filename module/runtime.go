@@ -15,7 +15,6 @@ import (
 
 	"github.com/ctf-desktops/caddy-remote-desktop/module/audit"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/config"
-	"github.com/ctf-desktops/caddy-remote-desktop/module/docker"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/events"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/hosts"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/limit"
@@ -40,6 +39,7 @@ type runtime struct {
 	novnc    novnc.Cache    // noVNC trees read from desktop images, by image ID
 	limiter  *limit.Limiter // per-player creates/destroys
 	audit    *audit.Trail   // admin actions, persisted
+	proofs   proofs         // isolation proofs per host (isolation.go)
 
 	mu       sync.Mutex
 	started  bool
@@ -134,13 +134,13 @@ func (r *runtime) apply(a *App) error {
 // probeLoop checks every host at once at start (each result in the event
 // log), then each host every probe_interval of the current config.
 func (r *runtime) probeLoop(ctx context.Context) {
-	r.hosts.ProbeAll(ctx, r.probeTimeout(), prepareHost)
+	r.hosts.ProbeAll(ctx, r.probeTimeout(), r.prepare(false))
 	interval := func() time.Duration {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		return time.Duration(r.settings.ProbeInterval)
 	}
-	r.hosts.Run(ctx, interval, r.probeTimeout(), prepareHost)
+	r.hosts.Run(ctx, interval, r.probeTimeout(), r.prepare(false))
 }
 
 func (r *runtime) probeTimeout() time.Duration {
@@ -170,11 +170,6 @@ func (r *runtime) toCaddyEvents(e events.Event) error {
 	}
 	a.bus.Emit(a.ctx, name, data)
 	return nil
-}
-
-// prepareHost makes the session network on a host that passed its checks.
-func prepareHost(ctx context.Context, _ *hosts.Host, d *docker.Client) error {
-	return d.EnsureNetwork(ctx, session.SessionNetwork, session.NetworkOptions)
 }
 
 // credentials are the SSH identity and the known_hosts checker, loaded once

@@ -38,7 +38,10 @@ func (c *Client) EnsureNetwork(ctx context.Context, name string, opts map[string
 		}{Name: name, Driver: "bridge", CheckDuplicate: true, Options: opts}
 		_, err = c.do(ctx, http.MethodPost, "/networks/create", nil, body, nil)
 		if err != nil && !errors.Is(err, ErrConflict) {
-			return fmt.Errorf("create network %s: %w", name, err)
+			// A racing create may have taken a fixed bridge name first.
+			if _, ierr := c.do(ctx, http.MethodGet, "/networks/"+url.PathEscape(name), nil, nil, nil); ierr != nil {
+				return fmt.Errorf("create network %s: %w", name, err)
+			}
 		}
 	}
 	if err := c.dedupeNetwork(ctx, name); err != nil {

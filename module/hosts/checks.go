@@ -20,13 +20,17 @@ type Check struct {
 	Name   string `json:"name"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail,omitempty"`
-	err    error
+	// Warn: a failure is reported (event log, dashboard) but keeps the
+	// host in rotation.
+	Warn bool `json:"warn,omitempty"`
+	err  error
 }
 
 // Prepare, when set, runs after a host passes its checks and before it
 // enters rotation (the session layer makes its network there); an error
-// keeps the host out of rotation.
-type Prepare func(ctx context.Context, h *Host, d *docker.Client) error
+// keeps the host out of rotation. The checks it returns (isolation) are
+// reported with the others.
+type Prepare func(ctx context.Context, h *Host, d *docker.Client) ([]Check, error)
 
 // CheckHost runs the seed's three start-up checks on h: SSH reachable, the
 // Docker daemon answering, the desktop image present (never pulled).
@@ -38,6 +42,7 @@ func CheckHost(ctx context.Context, h *Host, prepare Prepare) []Check {
 	dock := Check{Name: "docker", Detail: "not reached"}
 	img := Check{Name: "image", Detail: "not reached"}
 	disk := Check{Name: "disk", OK: true, Detail: "not reached"}
+	var extra []Check
 	err := h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
 		ssh.OK = true
 		if err := d.Ping(ctx); err != nil {
@@ -57,7 +62,8 @@ func CheckHost(ctx context.Context, h *Host, prepare Prepare) []Check {
 		img.OK, img.Detail = true, ""
 		disk = diskCheck(ctx, h, d)
 		if prepare != nil {
-			if err := prepare(ctx, h, d); err != nil {
+			var err error
+			if extra, err = prepare(ctx, h, d); err != nil {
 				img.OK, img.Detail = false, "prepare host: "+err.Error()
 			}
 		}
@@ -68,7 +74,7 @@ func CheckHost(ctx context.Context, h *Host, prepare Prepare) []Check {
 	} else if err != nil {
 		dock.OK, dock.Detail = false, err.Error()
 	}
-	return []Check{ssh, dock, img, disk}
+	return append([]Check{ssh, dock, img, disk}, extra...)
 }
 
 func describeReachError(err error) string {
@@ -82,7 +88,7 @@ func describeReachError(err error) string {
 func summarize(checks []Check) (ok bool, reason string) {
 	var bad []string
 	for _, c := range checks {
-		if !c.OK {
+		if !c.OK && !c.Warn {
 			bad = append(bad, c.Name+" check failed: "+c.Detail)
 		}
 	}
@@ -116,7 +122,14 @@ func (o *Orchestrator) Probe(ctx context.Context, h *Host, timeout time.Duration
 		health = Unhealthy
 	}
 	if changed {
-		level, msg := "info", fmt.Sprintf("host %s: %s, docker and image checks passed; disk: %s", h.Name(), checks[0].Name, checks[3].Detail)
+		level, msg := "info", fmt.Sprintf("host %s: %s, docker and image checks passed", h.Name(), checks[0].Name)
+		for _, c := range checks[3:] {
+			if c.OK {
+				msg += fmt.Sprintf("; %s: %s", c.Name, c.Detail)
+			} else {
+				level, msg = "warn", msg+fmt.Sprintf("; %s check failed (host kept in rotation): %s", c.Name, c.Detail)
+			}
+		}
 		if !ok {
 			level, msg = "error", fmt.Sprintf("host %s: %s", h.Name(), reason)
 		}

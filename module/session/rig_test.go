@@ -118,8 +118,8 @@ func newRig(t *testing.T, rc rigConfig) *rig {
 		})
 	}
 	orch.SetHosts(list)
-	prepare := func(ctx context.Context, _ *hosts.Host, d *docker.Client) error {
-		return d.EnsureNetwork(ctx, session.SessionNetwork, session.NetworkOptions)
+	prepare := func(ctx context.Context, _ *hosts.Host, d *docker.Client) ([]hosts.Check, error) {
+		return nil, d.EnsureNetwork(ctx, session.SessionNetwork, session.NetworkOptions)
 	}
 	orch.ProbeAll(context.Background(), 30*time.Second, prepare)
 	for _, st := range orch.Status() {

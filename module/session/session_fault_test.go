@@ -21,8 +21,8 @@ func TestHostKilledMidCreation(t *testing.T) {
 	first := r.tb.Host(t, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	prepare := func(ctx context.Context, _ *hosts.Host, d *docker.Client) error {
-		return d.EnsureNetwork(ctx, session.SessionNetwork, session.NetworkOptions)
+	prepare := func(ctx context.Context, _ *hosts.Host, d *docker.Client) ([]hosts.Check, error) {
+		return nil, d.EnsureNetwork(ctx, session.SessionNetwork, session.NetworkOptions)
 	}
 	go r.hosts.Run(ctx, func() time.Duration { return time.Second }, 10*time.Second, prepare)
 	t.Cleanup(func() { restartHost(t, first.Name) })

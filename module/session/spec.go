@@ -10,6 +10,7 @@ import (
 
 	"github.com/ctf-desktops/caddy-remote-desktop/module/config"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/docker"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/isolation"
 )
 
 // Labels every managed container carries. The reaper touches only
@@ -35,12 +36,12 @@ const (
 )
 
 // SessionNetwork is the bridge network session containers join on each
-// host, with inter-container traffic off so that sessions cannot reach each
-// other.
-const SessionNetwork = "rd-sessions"
+// host, with inter-container traffic off and a fixed bridge name that the
+// isolation rules match (package isolation).
+const SessionNetwork = isolation.Network
 
 // NetworkOptions are the bridge options of SessionNetwork.
-var NetworkOptions = map[string]string{"com.docker.network.bridge.enable_icc": "false"}
+var NetworkOptions = isolation.NetworkOptions
 
 // containerSpec builds the container for a session: a pure function of the
 // session, the host and the limits, so it is tested without Docker.

@@ -99,12 +99,12 @@ func TestContainersAreHardened(t *testing.T) {
 			}
 		}
 	}
-	if _, ok := c.NetworkSettings.Networks["rd-sessions"]; !ok || len(c.NetworkSettings.Networks) != 1 {
-		t.Errorf("networks %v, want only rd-sessions", c.NetworkSettings.Networks)
+	if _, ok := c.NetworkSettings.Networks["rd-desktops"]; !ok || len(c.NetworkSettings.Networks) != 1 {
+		t.Errorf("networks %v, want only rd-desktops", c.NetworkSettings.Networks)
 	}
-	icc := testbed.Exec(t, h, "docker", "network", "inspect", "-f", `{{index .Options "com.docker.network.bridge.enable_icc"}}`, "rd-sessions")
+	icc := testbed.Exec(t, h, "docker", "network", "inspect", "-f", `{{index .Options "com.docker.network.bridge.enable_icc"}}`, "rd-desktops")
 	if strings.TrimSpace(icc) != "false" {
-		t.Errorf("rd-sessions enable_icc = %q, want false", icc)
+		t.Errorf("rd-desktops enable_icc = %q, want false", icc)
 	}
 }
 
@@ -154,7 +154,7 @@ func TestDesktopPortsOnlyOnTheBindAddress(t *testing.T) {
 	// Inter-container traffic is off: bob's container cannot reach alice's.
 	if s.hostOf(s.status(bob)).IP == h.IP {
 		b := s.inspect(h, bob)
-		ipA := a.NetworkSettings.Networks["rd-sessions"].IPAddress
+		ipA := a.NetworkSettings.Networks["rd-desktops"].IPAddress
 		out, err := testbed.TryExec(h, "docker", "exec", b.ID, "bash", "-c", fmt.Sprintf("timeout 3 bash -c 'echo > /dev/tcp/%s/6080' && echo open", ipA))
 		if err == nil && strings.Contains(out, "open") {
 			t.Errorf("bob's container reached alice's at %s:6080", ipA)
