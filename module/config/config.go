@@ -22,6 +22,7 @@ const (
 	DefaultMaxExtensions     = 3
 	DefaultSSHPort           = 22
 	DefaultPidsLimit         = 512
+	DefaultDockerSocket      = "/var/run/docker.sock"
 )
 
 // File is the content of hosts.yml. Its keys are the seed's; the keys the seed
@@ -67,6 +68,13 @@ type Host struct {
 	// pub_hostname when it is an IP address, 127.0.0.1 for localhost;
 	// otherwise it must be set.
 	BindAddress string `yaml:"bind_address" json:"bind_address,omitempty"`
+
+	// Beyond the seed: the Docker daemon's unix socket on the host, reached
+	// through SSH stream-local forwarding (sshd's AllowStreamLocalForwarding
+	// must allow it, as it does by default). For rootless Docker it is
+	// /run/user/<uid>/docker.sock of the user running dockerd (what
+	// DOCKER_HOST says there). Default: /var/run/docker.sock.
+	DockerSocket string `yaml:"docker_socket" json:"docker_socket,omitempty"`
 }
 
 // ContainerDefaults are the limits every session container gets.
@@ -139,6 +147,9 @@ func (f *File) SetDefaults() {
 		if h.Port == 0 {
 			h.Port = DefaultSSHPort
 		}
+		if h.DockerSocket == "" {
+			h.DockerSocket = DefaultDockerSocket
+		}
 		if h.BindAddress == "" {
 			if h.IsLocal() || h.PubHostname == "localhost" {
 				h.BindAddress = "127.0.0.1"
@@ -208,6 +219,9 @@ func (f *File) Validate() error {
 		}
 		if strings.ContainsAny(h.DockerImage, " \t") {
 			return fieldErr(p+".docker_image", "%q is not an image reference", h.DockerImage)
+		}
+		if !strings.HasPrefix(h.DockerSocket, "/") || strings.ContainsAny(h.DockerSocket, " \t\n") {
+			return fieldErr(p+".docker_socket", "%q is not an absolute path of a unix socket", h.DockerSocket)
 		}
 		if h.BindAddress == "" {
 			return fieldErr(p+".bind_address", "required when pub_hostname (%q) is not an IP address: "+
