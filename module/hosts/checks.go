@@ -80,13 +80,14 @@ func describeReachError(err error) string {
 	return "ssh: " + s
 }
 
-// describeDockerError says why the daemon did not answer. sshd answers a
-// stream-local channel it will not open with "administratively prohibited"
-// both when its configuration forbids it and when nothing listens at the
-// path (OpenSSH gives no other reason for either), so the message names both.
+// describeDockerError says why the daemon did not answer. sshd refuses a
+// stream-local channel with the same answer whether its configuration
+// forbids it or nothing listens at the path (OpenSSH 9.2: "connect failed"
+// with message "open failed", both seen on the test bed), so the message
+// names both.
 func describeDockerError(err error, socket string) string {
 	var open *ssh.OpenChannelError
-	if errors.As(err, &open) && open.Reason == ssh.Prohibited {
+	if errors.As(err, &open) && (open.Reason == ssh.ConnectionFailed || open.Reason == ssh.Prohibited) {
 		if socket == "" {
 			socket = DockerSocket
 		}

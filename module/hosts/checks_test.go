@@ -11,15 +11,18 @@ import (
 )
 
 func TestDescribeDockerError(t *testing.T) {
+	// What OpenSSH 9.2 answers both with AllowStreamLocalForwarding no and
+	// when nothing listens at the path.
 	refused := fmt.Errorf("ping docker: open ssh channel to /run/user/1000/docker.sock: %w",
-		&ssh.OpenChannelError{Reason: ssh.Prohibited, Message: "open failed"})
+		&ssh.OpenChannelError{Reason: ssh.ConnectionFailed, Message: "open failed"})
+	prohibited := &ssh.OpenChannelError{Reason: ssh.Prohibited, Message: "open failed"}
 	for _, tc := range []struct {
 		err    error
 		socket string
 		want   []string
 	}{
 		{refused, "/run/user/1000/docker.sock", []string{"sshd refused", "AllowStreamLocalForwarding yes", "nothing listens at /run/user/1000/docker.sock (check docker_socket)"}},
-		{refused, "", []string{"socket /var/run/docker.sock"}},
+		{prohibited, "", []string{"socket /var/run/docker.sock", "AllowStreamLocalForwarding"}},
 		{fmt.Errorf("x: %w", docker.ErrNoCommonVersion), "", []string{"no common Docker Engine API version"}},
 		{fmt.Errorf("read answer: EOF"), "", []string{"docker daemon not answering: read answer: EOF"}},
 	} {
