@@ -48,6 +48,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	            port         <ssh port>
 //	            max_sessions <n>             # default 50; -1: no limit
 //	            bind_address <ip>
+//	            docker_socket <path>     # default /var/run/docker.sock
 //	        }
 //	        memory_limit       <size>        # container_defaults
 //	        shm_size           <size>
@@ -212,6 +213,8 @@ func (a *App) unmarshalHost(d *caddyfile.Dispenser) error {
 			}
 		case "bind_address":
 			err = stringArg(d, &h.BindAddress)
+		case "docker_socket":
+			err = stringArg(d, &h.DockerSocket)
 		default:
 			return d.Errf("unrecognized host option '%s'", key)
 		}

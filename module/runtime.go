@@ -221,7 +221,7 @@ func (r *runtime) loadCredentials(a *App) (*credentials, error) {
 
 func (r *runtime) newHost(a *App, hc config.Host, cred *credentials) *hosts.Host {
 	if hc.IsLocal() {
-		return &hosts.Host{Config: hc, Engine: &hosts.LocalEngine{}, ConnKey: "local"}
+		return &hosts.Host{Config: hc, Engine: &hosts.LocalEngine{Socket: hc.DockerSocket}, ConnKey: "local|" + hc.DockerSocket}
 	}
 	addr := net.JoinHostPort(hc.Hostname, strconv.Itoa(hc.Port))
 	pool := sshpool.New(sshpool.Config{
@@ -233,8 +233,8 @@ func (r *runtime) newHost(a *App, hc config.Host, cred *credentials) *hosts.Host
 		DialTimeout: time.Duration(a.DialTimeout),
 		Logger:      r.logger.Named("ssh").With(zap.String("host", hc.Hostname)),
 	})
-	key := fmt.Sprintf("%s@%s|%s|max=%d|dial=%v", hc.User, addr, cred.key, a.MaxConnections, a.DialTimeout)
-	return &hosts.Host{Config: hc, Engine: &hosts.SSHEngine{Pool: pool, Host: hc.Hostname}, ConnKey: key}
+	key := fmt.Sprintf("%s@%s|%s|max=%d|dial=%v|socket=%s", hc.User, addr, cred.key, a.MaxConnections, a.DialTimeout, hc.DockerSocket)
+	return &hosts.Host{Config: hc, Engine: &hosts.SSHEngine{Pool: pool, Host: hc.Hostname, Socket: hc.DockerSocket}, ConnKey: key}
 }
 
 // Destruct runs when the last config using the runtime is gone (Caddy is

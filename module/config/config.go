@@ -24,6 +24,7 @@ const (
 	DefaultPidsLimit         = 512
 	DefaultTmpSize           = "1g"
 	DefaultMaxSessions       = 50
+	DefaultDockerSocket      = "/var/run/docker.sock"
 )
 
 // File is the content of hosts.yml. Its keys are the seed's; the keys the seed
@@ -79,6 +80,13 @@ type Host struct {
 	// host and pub_hostname to match, or firewall the published port range
 	// to Caddy's address. Caddy logs this choice once per host at start.
 	BindAddress string `yaml:"bind_address" json:"bind_address,omitempty"`
+
+	// Beyond the seed: the Docker daemon's unix socket on the host, reached
+	// through SSH stream-local forwarding (sshd's AllowStreamLocalForwarding
+	// must allow it, as it does by default). For rootless Docker it is
+	// /run/user/<uid>/docker.sock of the user running dockerd (what
+	// DOCKER_HOST says there). Default: /var/run/docker.sock.
+	DockerSocket string `yaml:"docker_socket" json:"docker_socket,omitempty"`
 }
 
 // ContainerDefaults are the limits every session container gets.
@@ -166,6 +174,9 @@ func (f *File) SetDefaults() {
 		if h.MaxSessions == 0 {
 			h.MaxSessions = DefaultMaxSessions
 		}
+		if h.DockerSocket == "" {
+			h.DockerSocket = DefaultDockerSocket
+		}
 		if h.BindAddress == "" {
 			if h.IsLocal() || h.PubHostname == "localhost" {
 				h.BindAddress = "127.0.0.1"
@@ -238,6 +249,9 @@ func (f *File) Validate() error {
 		}
 		if strings.ContainsAny(h.DockerImage, " \t") {
 			return fieldErr(p+".docker_image", "%q is not an image reference", h.DockerImage)
+		}
+		if !strings.HasPrefix(h.DockerSocket, "/") || strings.ContainsAny(h.DockerSocket, " \t\n") {
+			return fieldErr(p+".docker_socket", "%q is not an absolute path of a unix socket", h.DockerSocket)
 		}
 		if h.BindAddress != "" && net.ParseIP(h.BindAddress) == nil {
 			return fieldErr(p+".bind_address", "%q is not an IP address", h.BindAddress)

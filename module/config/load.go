@@ -181,7 +181,7 @@ func (d *decoder) hosts(n *yaml.Node, path string, out *[]Host) error {
 		p := fmt.Sprintf("%s[%d]", path, i)
 		d.lines[p] = item.Line
 		var h Host
-		err := d.mapping(item, p, []string{"hostname", "user", "pub_hostname", "docker_image", "port", "max_sessions", "bind_address"},
+		err := d.mapping(item, p, []string{"hostname", "user", "pub_hostname", "docker_image", "port", "max_sessions", "bind_address", "docker_socket"},
 			func(key string, v *yaml.Node, p string) error {
 				switch key {
 				case "hostname":
@@ -196,6 +196,8 @@ func (d *decoder) hosts(n *yaml.Node, path string, out *[]Host) error {
 					return d.int(v, p, &h.Port)
 				case "max_sessions":
 					return d.int(v, p, &h.MaxSessions)
+				case "docker_socket":
+					return d.str(v, p, &h.DockerSocket)
 				default:
 					return d.str(v, p, &h.BindAddress)
 				}

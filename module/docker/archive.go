@@ -66,7 +66,10 @@ func (c *Client) WithImageFiles(ctx context.Context, image string, labels map[st
 // not followed (its entry is the link); symlinks before it are, inside the
 // container's root. errors.Is(err, ErrNotFound) when path does not exist.
 func (c *Client) archive(ctx context.Context, id, path string) (io.ReadCloser, error) {
-	u := "http://docker/" + APIVersion + "/containers/" + url.PathEscape(id) + "/archive?" + url.Values{"path": {path}}.Encode()
+	u, err := c.versionedURL(ctx, "/containers/"+url.PathEscape(id)+"/archive?"+url.Values{"path": {path}}.Encode())
+	if err != nil {
+		return nil, err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err

@@ -11,10 +11,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 )
-
-// APIVersion is the Engine API version every request is made with.
-const APIVersion = "v1.41"
 
 // DefaultSocket is where dockerd listens by default.
 const DefaultSocket = "/var/run/docker.sock"
@@ -52,12 +50,17 @@ func (e *APIError) Is(target error) bool {
 // DialFunc opens a connection to a Docker daemon's API socket.
 type DialFunc func(ctx context.Context) (net.Conn, error)
 
-// Client talks to one Docker daemon.
+// Client talks to one Docker daemon, in the API version negotiated with it
+// (see Negotiate and WithVersion).
 type Client struct {
 	dial DialFunc
+
+	mu      sync.Mutex
+	version string // "" until negotiated
 }
 
-// New returns a client that reaches the daemon through dial.
+// New returns a client that reaches the daemon through dial. Its first
+// request negotiates the API version unless WithVersion sets one.
 func New(dial DialFunc) *Client {
 	return &Client{dial: dial}
 }
@@ -74,7 +77,11 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		}
 		rd = bytes.NewReader(data)
 	}
-	u := "http://docker/" + APIVersion + path
+	version, err := c.apiVersion(ctx)
+	if err != nil {
+		return 0, err
+	}
+	u := "http://docker/v" + version + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}

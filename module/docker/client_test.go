@@ -44,7 +44,8 @@ func startFakeDaemon(t *testing.T) (*fakeDaemon, *Client) {
 	srv := &http.Server{Handler: d, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	return d, New(UnixDialer(sock))
+	// The tests of each endpoint speak 1.41; version_test.go negotiates.
+	return d, New(UnixDialer(sock)).WithVersion("1.41")
 }
 
 func (d *fakeDaemon) handle(route string, status int, body string) {
@@ -80,7 +81,7 @@ func (d *fakeDaemon) Requests() []string {
 	return append([]string(nil), d.requests...)
 }
 
-const v = "/" + APIVersion
+const v = "/v1.41"
 
 func TestPingAndAPIError(t *testing.T) {
 	d, c := startFakeDaemon(t)

@@ -5,7 +5,8 @@
 //
 // It covers what the project needs and no more: ping, image presence,
 // container create/start/inspect/list/stop/remove, and bridge networks.
-// The API version is pinned to v1.41 (daemons accept >= 1.40).
+// The API version is negotiated per daemon (Negotiate): the highest one both
+// the daemon and this client (MinAPIVersion–MaxAPIVersion) support.
 //
 // Why the Engine API and not the docker CLI over SSH exec:
 //   - No shell strings: names, labels and environment travel as JSON, so

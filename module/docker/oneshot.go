@@ -96,8 +96,11 @@ func (c *Client) RunOnce(ctx context.Context, spec OneShot) (exit int, output st
 // logs reads a stopped container's stdout and stderr (no TTY: the answer
 // is Docker's multiplexed stream of 8-byte-headed frames).
 func (c *Client) logs(ctx context.Context, id string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
-		"http://docker/"+APIVersion+"/containers/"+url.PathEscape(id)+"/logs?stdout=1&stderr=1", nil)
+	u, err := c.versionedURL(ctx, "/containers/"+url.PathEscape(id)+"/logs?stdout=1&stderr=1")
+	if err != nil {
+		return "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return "", err
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/ctf-desktops/caddy-remote-desktop/module/docker"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/events"
@@ -45,11 +46,13 @@ func CheckHost(ctx context.Context, h *Host, prepare Prepare) []Check {
 	var extra []Check
 	err := h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
 		ssh.OK = true
-		if err := d.Ping(ctx); err != nil {
-			dock.Detail = "docker daemon not answering: " + err.Error()
+		n, err := d.Negotiate(ctx)
+		if err != nil {
+			dock.Detail = describeDockerError(err, h.Config.DockerSocket)
 			return nil
 		}
-		dock.OK, dock.Detail = true, ""
+		// The negotiated version shows on the dashboard and in host_check.
+		dock.OK, dock.Detail = true, n.String()
 		present, err := d.ImagePresent(ctx, h.Config.DockerImage)
 		switch {
 		case err != nil:
@@ -83,6 +86,28 @@ func describeReachError(err error) string {
 		s = "timed out: " + s
 	}
 	return "ssh: " + s
+}
+
+// describeDockerError says why the daemon did not answer. sshd refuses a
+// stream-local channel with the same answer whether its configuration
+// forbids it or nothing listens at the path (OpenSSH 9.2: "connect failed"
+// with message "open failed", both seen on the test bed), so the message
+// names both.
+func describeDockerError(err error, socket string) string {
+	var open *ssh.OpenChannelError
+	if errors.As(err, &open) && (open.Reason == ssh.ConnectionFailed || open.Reason == ssh.Prohibited) {
+		if socket == "" {
+			socket = DockerSocket
+		}
+		return fmt.Sprintf("sshd refused to open a channel to the Docker socket %s (%v): "+
+			"either sshd forbids forwarding it (set AllowStreamLocalForwarding yes, or local, in the host's sshd_config; "+
+			"DisableForwarding or a no-port-forwarding key option also forbid it) or nothing listens at %s (check docker_socket)",
+			socket, open, socket)
+	}
+	if errors.Is(err, docker.ErrNoCommonVersion) {
+		return err.Error()
+	}
+	return "docker daemon not answering: " + err.Error()
 }
 
 func summarize(checks []Check) (ok bool, reason string) {
@@ -122,7 +147,7 @@ func (o *Orchestrator) Probe(ctx context.Context, h *Host, timeout time.Duration
 		health = Unhealthy
 	}
 	if changed {
-		level, msg := "info", fmt.Sprintf("host %s: %s, docker and image checks passed", h.Name(), checks[0].Name)
+		level, msg := "info", fmt.Sprintf("host %s: %s, docker (%s) and image checks passed", h.Name(), checks[0].Name, checks[1].Detail)
 		for _, c := range checks[3:] {
 			if c.OK {
 				msg += fmt.Sprintf("; %s: %s", c.Name, c.Detail)
@@ -161,7 +186,9 @@ func sameChecks(a, b []Check) bool {
 		return false
 	}
 	for i := range a {
-		if a[i].Name != b[i].Name || a[i].OK != b[i].OK {
+		// A passing check's detail is stable (the docker check's API
+		// version): a change there is news, e.g. an upgraded daemon.
+		if a[i].Name != b[i].Name || a[i].OK != b[i].OK || (a[i].OK && a[i].Detail != b[i].Detail) {
 			return false
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -33,6 +34,8 @@ type SSHEngine struct {
 	// Host names the host in metrics (operation latency). Default: the
 	// pool's address.
 	Host string
+
+	api apiVersion
 }
 
 // Do implements Engine.
@@ -47,7 +50,7 @@ func (e *SSHEngine) Do(ctx context.Context, fn func(context.Context, *docker.Cli
 	}
 	start := time.Now()
 	err := e.Pool.Do(ctx, func(ctx context.Context, c *ssh.Client) error {
-		return fn(ctx, docker.New(docker.SSHDialer(c, socket)))
+		return e.api.run(ctx, docker.SSHDialer(c, socket), fn)
 	})
 	metrics.SSHOperation(host, time.Since(start), err)
 	return err
@@ -60,6 +63,8 @@ func (e *SSHEngine) Close() error { return e.Pool.Close() }
 // the seed's localhost fallback, with no SSH.
 type LocalEngine struct {
 	Socket string // default DockerSocket
+
+	api apiVersion
 }
 
 // Do implements Engine.
@@ -74,8 +79,30 @@ func (e *LocalEngine) Do(ctx context.Context, fn func(context.Context, *docker.C
 		return fmt.Errorf("reach local docker socket: %w", err)
 	}
 	_ = c.Close()
-	return fn(ctx, docker.New(docker.UnixDialer(socket)))
+	return e.api.run(ctx, docker.UnixDialer(socket), fn)
 }
 
 // Close implements Engine.
 func (e *LocalEngine) Close() error { return nil }
+
+// apiVersion is the Engine API version last negotiated with a host's daemon.
+// Each operation's client starts from it instead of asking again; the host
+// check renegotiates (docker.Client.Negotiate) every probe, so an upgraded
+// daemon is followed within one interval.
+type apiVersion struct {
+	mu sync.Mutex
+	v  string
+}
+
+func (a *apiVersion) run(ctx context.Context, dial docker.DialFunc, fn func(context.Context, *docker.Client) error) error {
+	a.mu.Lock()
+	d := docker.New(dial).WithVersion(a.v)
+	a.mu.Unlock()
+	err := fn(ctx, d)
+	if v := d.Version(); v != "" {
+		a.mu.Lock()
+		a.v = v
+		a.mu.Unlock()
+	}
+	return err
+}

@@ -3,17 +3,29 @@
 # remote-desktop module's integration tests.
 #
 # Usage: testbed.sh up [N] | down [--images] | status | docker | images
+#                   | host29-try up|down
 #
 #   up [N]    make sure N hosts (default $TESTBED_HOSTS, else 3) run, each a
 #             container rdtb-host-I (rd-dockerhost image: sshd + dockerd) on the
 #             docker network rdtb-net (172.30.77.0/24) at 172.30.77.(10+I),
 #             with rd-desktop:latest, rd-tiny:latest and rd-evil:latest (a
 #             malicious desktop, for security tests) loaded into its dockerd.
+#             Host 3 (the hosts in $TESTBED_ENGINE29_HOSTS; empty: none) runs
+#             Docker Engine 29 refusing API < 1.44 (rd-dockerhost29), the
+#             others Debian's 20.10. Engine 29 is built once from the Go module
+#             proxy (about 10 min on 2 cores) and cached in
+#             /var/cache/rd-testbed/engine-VERSION ($TESTBED_ENGINE_CACHE).
 #             Writes testdata/testbed/state/: id_ed25519(.pub) (the client
 #             key), known_hosts, hosts.yml, testbed.json. Idempotent; a second
 #             `up` only checks (and revives dead sshd/dockerd in the hosts).
 #   down      remove the hosts, their volumes, the network and the state dir.
 #             --images also removes the rd-* images.
+#   host29-try up|down
+#             one extra Engine-29 host outside the regular set, rdtb-host-9 at
+#             172.30.77.19, from this checkout's images (tag :try), with the
+#             state's client key and its own state dir (state-try/: known_hosts,
+#             hosts.yml, testbed.json; point RD_TESTBED at it). Leaves the
+#             regular hosts, their images and state alone.
 #   status    print what is up; exit 0 only if all hosts are healthy.
 #   docker    make sure a Docker engine is installed and running.
 #   images    make sure the images are built (docker build, cached).
@@ -25,7 +37,8 @@ set -euo pipefail
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd -- "$SCRIPT_DIR/../.." && pwd)
 readonly SCRIPT_DIR REPO_ROOT
-readonly STATE_DIR="$SCRIPT_DIR/state"
+STATE_DIR="$SCRIPT_DIR/state"
+readonly TRY_STATE_DIR="$SCRIPT_DIR/state-try"
 readonly IMAGES_DIR="$REPO_ROOT/testdata/images"
 
 readonly NETWORK=rdtb-net
@@ -39,9 +52,24 @@ readonly BASE_IMAGE=debian:bookworm-slim
 readonly DESKTOP_IMAGE=rd-desktop:latest
 readonly TINY_IMAGE=rd-tiny:latest
 readonly EVIL_IMAGE=rd-evil:latest
-readonly DOCKERHOST_IMAGE=rd-dockerhost:latest
+DOCKERHOST_IMAGE=rd-dockerhost:latest
+DOCKERHOST29_IMAGE=rd-dockerhost29:latest
 readonly LOADED_IMAGES=("$DESKTOP_IMAGE" "$TINY_IMAGE" "$EVIL_IMAGE")
 readonly HOST_KEY_TYPES=(ed25519 ecdsa rsa)
+
+# Docker Engine 29 for the hosts in ENGINE29_HOSTS: dockerd and docker-proxy
+# from the Go module proxy (moby/moby/v2 beta.24 is Engine 29.8.1). The build
+# flags stay fixed: any change rebuilds everything (about 10 min).
+readonly ENGINE29_VERSION=29.8.1
+readonly ENGINE29_MODULE=github.com/moby/moby/v2
+readonly ENGINE29_MODULE_VERSION=v2.0.0-beta.24
+readonly ENGINE29_DIR=${TESTBED_ENGINE_CACHE:-/var/cache/rd-testbed}/engine-$ENGINE29_VERSION
+readonly ENGINE20_VERSION=20.10 # Debian bookworm's docker.io
+ENGINE29_HOSTS=${TESTBED_ENGINE29_HOSTS-3}
+# The try host (host29-try) carries its own label, so that up, status and
+# remove_extra_hosts of the regular set never see it.
+HOST_LABEL=$LABEL
+FIRST_HOST=1
 readonly DOCKERD_LOG=/var/log/rd-dockerd.log
 readonly DEBIAN_MIRROR=${TESTBED_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 readonly DEBIAN_SECURITY_MIRROR=${TESTBED_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
@@ -68,6 +96,11 @@ elapsed() { awk -v s="$START_TIME" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f",
 
 host_name() { printf '%s%d' "$HOST_PREFIX" "$1"; }
 host_ip() { printf '%s%d' "$IP_PREFIX" $(($1 + IP_OFFSET)); }
+is_engine29() { [[ " $ENGINE29_HOSTS " == *" $1 "* ]]; }
+host_engine() { if is_engine29 "$1"; then echo "$ENGINE29_VERSION"; else echo "$ENGINE20_VERSION"; fi; }
+host_image() { if is_engine29 "$1"; then echo "$DOCKERHOST29_IMAGE"; else echo "$DOCKERHOST_IMAGE"; fi; }
+# Each engine keeps its own /var/lib/docker: 20.10 cannot read what 29 wrote.
+host_volume() { if is_engine29 "$1"; then echo "$(host_name "$1")-data29"; else echo "$(host_name "$1")-data"; fi; }
 
 # ---------------------------------------------------------------------------
 # Packages and the Docker engine
@@ -247,14 +280,15 @@ build_evil_binary() {
 	) || die "could not build the evil server"
 }
 
-# build_image TAG DIR
+# build_image TAG DIR [DOCKER BUILD ARGS...]
 build_image() {
 	local tag=$1 dir=$2 t0 logf
+	shift 2
 	t0=$(date +%s)
 	logf=$(mktemp "${TMPDIR:-/tmp}/rdtb-build.XXXXXX")
 	# The classic builder: the docker CLI here may lack buildx, and it caches
 	# layers just as well for these simple Dockerfiles.
-	if ! DOCKER_BUILDKIT=0 docker build --force-rm --label "$LABEL.image=1" -t "$tag" "$dir" >"$logf" 2>&1; then
+	if ! DOCKER_BUILDKIT=0 docker build --force-rm --label "$LABEL.image=1" "$@" -t "$tag" "$dir" >"$logf" 2>&1; then
 		tail -n 40 "$logf" >&2
 		rm -f "$logf"
 		die "docker build of $tag failed"
@@ -267,6 +301,43 @@ image_size() {
 	docker image inspect -f '{{.Size}}' "$1" | awk '{ printf "%.0f MB", $1 / 1e6 }'
 }
 
+# ensure_engine29: dockerd and docker-proxy of Engine 29 in $ENGINE29_DIR,
+# built unless the cached dockerd already reports the pinned version.
+ensure_engine29() {
+	local go t0
+	if [[ -x $ENGINE29_DIR/docker-proxy ]] &&
+		[[ $("$ENGINE29_DIR/dockerd" --version 2>/dev/null) == "Docker version $ENGINE29_VERSION,"* ]]; then
+		return 0
+	fi
+	go=$(go_binary)
+	mkdir -p "$ENGINE29_DIR"
+	t0=$(date +%s)
+	log "building Docker Engine $ENGINE29_VERSION ($ENGINE29_MODULE@$ENGINE29_MODULE_VERSION) into $ENGINE29_DIR (about 10 min on 2 cores; once)"
+	# No cgo, fixed tags and flags: the result does not depend on this
+	# machine's libraries, and a rerun reuses Go's build cache.
+	(cd / && GOBIN=$ENGINE29_DIR CGO_ENABLED=0 GOFLAGS=-mod=mod GOWORK=off GOTOOLCHAIN=local \
+		"$go" install -tags 'netgo osusergo' -trimpath \
+		-ldflags "-s -w -X $ENGINE29_MODULE/dockerversion.Version=$ENGINE29_VERSION" \
+		"$ENGINE29_MODULE/cmd/dockerd@$ENGINE29_MODULE_VERSION" \
+		"$ENGINE29_MODULE/cmd/docker-proxy@$ENGINE29_MODULE_VERSION") ||
+		die "could not build Docker Engine $ENGINE29_VERSION"
+	log "built Docker Engine $ENGINE29_VERSION in $(($(date +%s) - t0)) s"
+}
+
+# build_dockerhost29: rd-dockerhost29 from $DOCKERHOST_IMAGE and the Engine 29
+# binaries (copied into a build context of their own).
+build_dockerhost29() {
+	local ctx
+	ensure_engine29
+	ctx=$(mktemp -d "${TMPDIR:-/tmp}/rdtb-dockerhost29.XXXXXX")
+	cp -p "$IMAGES_DIR/dockerhost29"/* "$ENGINE29_DIR/dockerd" "$ENGINE29_DIR/docker-proxy" "$ctx/"
+	build_image "$DOCKERHOST29_IMAGE" "$ctx" --build-arg "BASE=$DOCKERHOST_IMAGE" || {
+		rm -rf "$ctx"
+		return 1
+	}
+	rm -rf "$ctx"
+}
+
 cmd_images() {
 	cmd_docker
 	make_base_image
@@ -276,6 +347,7 @@ cmd_images() {
 	build_evil_binary # its image takes noVNC from rd-desktop
 	build_image "$EVIL_IMAGE" "$IMAGES_DIR/evil"
 	build_image "$DOCKERHOST_IMAGE" "$IMAGES_DIR/dockerhost"
+	[[ -z $ENGINE29_HOSTS ]] || build_dockerhost29
 	# Builds leave the previous image untagged; drop those.
 	docker image prune -f --filter "label=$LABEL.image=1" >/dev/null 2>&1 || true
 }
@@ -292,7 +364,7 @@ ensure_keys() {
 		rm -f "$STATE_DIR/id_ed25519" "$STATE_DIR/id_ed25519.pub"
 		ssh-keygen -q -t ed25519 -N '' -C rdtb-client -f "$STATE_DIR/id_ed25519"
 	fi
-	for ((i = 1; i <= n; i++)); do
+	for ((i = FIRST_HOST; i <= n; i++)); do
 		dir="$STATE_DIR/hostkeys/$(host_name "$i")"
 		mkdir -p "$dir"
 		for t in "${HOST_KEY_TYPES[@]}"; do
@@ -309,8 +381,9 @@ host_config_hash() {
 	local i=$1 dir
 	dir="$STATE_DIR/hostkeys/$(host_name "$i")"
 	{
-		docker image inspect -f '{{.Id}}' "$DOCKERHOST_IMAGE"
+		docker image inspect -f '{{.Id}}' "$(host_image "$i")"
 		host_ip "$i"
+		host_volume "$i"
 		cat "$STATE_DIR/id_ed25519.pub" "$dir"/ssh_host_*_key.pub
 		printf '%s\n' "${HOST_RUN_FLAGS[@]}"
 	} | sha256sum | cut -c1-16
@@ -322,7 +395,7 @@ write_state_files() {
 
 	# known_hosts: every host key of every host, straight from the keys we made.
 	: >"$tmp"
-	for ((i = 1; i <= n; i++)); do
+	for ((i = FIRST_HOST; i <= n; i++)); do
 		ip=$(host_ip "$i")
 		for t in "${HOST_KEY_TYPES[@]}"; do
 			printf '%s %s\n' "$ip" "$(cut -d' ' -f1-2 "$STATE_DIR/hostkeys/$(host_name "$i")/ssh_host_${t}_key.pub")" >>"$tmp"
@@ -334,7 +407,7 @@ write_state_files() {
 	tmp=$(mktemp "$STATE_DIR/.tmp.XXXXXX")
 	{
 		echo "workspace_hosts:"
-		for ((i = 1; i <= n; i++)); do
+		for ((i = FIRST_HOST; i <= n; i++)); do
 			ip=$(host_ip "$i")
 			printf '  - hostname: %s\n    user: root\n    pub_hostname: %s\n    docker_image: %s\n' \
 				"$ip" "$ip" "$DESKTOP_IMAGE"
@@ -357,11 +430,11 @@ write_state_files() {
 	tmp=$(mktemp "$STATE_DIR/.tmp.XXXXXX")
 	{
 		printf '{\n  "hosts": [\n'
-		for ((i = 1; i <= n; i++)); do
+		for ((i = FIRST_HOST; i <= n; i++)); do
 			name=$(host_name "$i")
 			ip=$(host_ip "$i")
-			printf '    {"name": "%s", "ip": "%s", "user": "root", "ssh_port": 22}%s\n' \
-				"$name" "$ip" "$([[ $i -lt $n ]] && echo ,)"
+			printf '    {"name": "%s", "ip": "%s", "user": "root", "ssh_port": 22, "engine": "%s"}%s\n' \
+				"$name" "$ip" "$(host_engine "$i")" "$([[ $i -lt $n ]] && echo ,)"
 		done
 		printf '  ],\n'
 		printf '  "network": "%s",\n' "$NETWORK"
@@ -394,19 +467,20 @@ ensure_network() {
 
 # create_host I: (re)create and start container rdtb-host-I.
 create_host() {
-	local i=$1 name ip hash dir t
+	local i=$1 name ip hash dir t volume
 	name=$(host_name "$i")
 	ip=$(host_ip "$i")
 	hash=$(host_config_hash "$i")
+	volume=$(host_volume "$i")
 	dir="$STATE_DIR/hostkeys/$name"
 	docker rm -f "$name" >/dev/null 2>&1 || true
-	docker volume create --label "$LABEL=1" "$name-data" >/dev/null
+	docker volume create --label "$HOST_LABEL=1" "$volume" >/dev/null
 	docker create --name "$name" --hostname "$name" \
 		--network "$NETWORK" --ip "$ip" \
-		--label "$LABEL=1" --label "$LABEL.config=$hash" \
+		--label "$HOST_LABEL=1" --label "$LABEL.config=$hash" \
 		"${HOST_RUN_FLAGS[@]}" \
-		-v "$name-data:/var/lib/docker" \
-		"$DOCKERHOST_IMAGE" >/dev/null
+		-v "$volume:/var/lib/docker" \
+		"$(host_image "$i")" >/dev/null
 	# Host keys and root's authorized_keys go in before the first start, so
 	# sshd starts with them (docker cp keeps owner root and the modes).
 	for t in "${HOST_KEY_TYPES[@]}"; do
@@ -434,7 +508,7 @@ ensure_host() {
 		fi
 		log "$name: configuration changed; recreating"
 	else
-		log "$name: creating at $(host_ip "$i")"
+		log "$name: creating at $(host_ip "$i") (Docker Engine $(host_engine "$i"))"
 	fi
 	create_host "$i"
 }
@@ -450,7 +524,7 @@ remove_extra_hosts() {
 		fi
 		log "$name: removing (beyond $n hosts)"
 		docker rm -f "$name" >/dev/null
-		docker volume rm -f "$name-data" >/dev/null 2>&1 || true
+		docker volume rm -f "$name-data" "$name-data29" >/dev/null 2>&1 || true
 		rm -rf "${STATE_DIR:?}/hostkeys/$name"
 	done < <(docker ps -a --filter "label=$LABEL=1" --format '{{.Names}}')
 }
@@ -479,12 +553,12 @@ load_images() {
 	local n=$1 i tmpdir pids=() hosts=() failed=0 t0 need=()
 	tmpdir=$(mktemp -d /var/tmp/rdtb-load.XXXXXX)
 	# Which host needs which image (hosts checked in parallel).
-	for ((i = 1; i <= n; i++)); do
+	for ((i = FIRST_HOST; i <= n; i++)); do
 		host_prepare "$i" >"$tmpdir/need.$i" 2>"$tmpdir/prep.$i" &
 		pids+=("$!")
 	done
-	for ((i = 1; i <= n; i++)); do
-		if ! wait "${pids[i - 1]}"; then
+	for ((i = FIRST_HOST; i <= n; i++)); do
+		if ! wait "${pids[i - FIRST_HOST]}"; then
 			cat "$tmpdir/prep.$i" >&2
 			failed=1
 		fi
@@ -503,7 +577,7 @@ load_images() {
 	t0=$(date +%s)
 	local fifos=()
 	pids=()
-	for ((i = 1; i <= n; i++)); do
+	for ((i = FIRST_HOST; i <= n; i++)); do
 		[[ -s $tmpdir/need.$i ]] || continue
 		log "$(host_name "$i"): loading $(paste -sd' ' "$tmpdir/need.$i")"
 		mkfifo "$tmpdir/fifo.$i"
@@ -542,26 +616,32 @@ ssh_opts() {
 }
 
 # verify_hosts N: over SSH with strict host-key checking, every host has the
-# same rd-desktop and rd-tiny as this machine.
+# same rd-desktop and rd-tiny as this machine, and runs its Docker Engine.
 verify_hosts() {
 	local n=$1 i pids=() failed=0 opts tmpdir
 	mapfile -t opts < <(ssh_opts)
 	tmpdir=$(mktemp -d "${TMPDIR:-/tmp}/rdtb-verify.XXXXXX")
 	local want
 	want="$(docker image inspect -f '{{.Id}}' "$DESKTOP_IMAGE") $(docker image inspect -f '{{.Id}}' "$TINY_IMAGE")"
-	for ((i = 1; i <= n; i++)); do
+	for ((i = FIRST_HOST; i <= n; i++)); do
 		(
-			got=$(ssh "${opts[@]}" "root@$(host_ip "$i")" \
-				docker image inspect -f "'{{.Id}}'" "$DESKTOP_IMAGE" "$TINY_IMAGE" | paste -sd' ')
+			out=$(ssh "${opts[@]}" "root@$(host_ip "$i")" \
+				"docker image inspect -f '{{.Id}}' $DESKTOP_IMAGE $TINY_IMAGE && docker version -f '{{.Server.Version}}'")
+			got=$(head -n 2 <<<"$out" | paste -sd' ')
 			[[ $got == "$want" ]] || {
 				echo "images differ: want '$want', got '$got'"
+				exit 1
+			}
+			engine=$(tail -n 1 <<<"$out")
+			[[ $engine == "$(host_engine "$i")"* ]] || {
+				echo "Docker Engine $engine, want $(host_engine "$i")"
 				exit 1
 			}
 		) >"$tmpdir/$i" 2>&1 &
 		pids+=("$!")
 	done
-	for ((i = 1; i <= n; i++)); do
-		if ! wait "${pids[i - 1]}"; then
+	for ((i = FIRST_HOST; i <= n; i++)); do
+		if ! wait "${pids[i - FIRST_HOST]}"; then
 			log "$(host_name "$i") ($(host_ip "$i")): SSH check FAILED:"
 			sed 's/^/    /' "$tmpdir/$i" >&2
 			failed=1
@@ -595,7 +675,7 @@ cmd_up() {
 	verify_hosts "$n"
 	log "up: $n host(s) ready in $(elapsed) s; state in $STATE_DIR"
 	for ((i = 1; i <= n; i++)); do
-		log "  $(host_name "$i")  root@$(host_ip "$i")"
+		log "  $(host_name "$i")  root@$(host_ip "$i")  Docker Engine $(host_engine "$i")"
 	done
 }
 
@@ -611,13 +691,13 @@ cmd_down() {
 		rm -rf "${STATE_DIR:?}"
 		return 0
 	fi
-	names=$(docker ps -aq --filter "label=$LABEL=1")
+	names=$(docker ps -aq --filter "label=$LABEL=1"; docker ps -aq --filter "label=$LABEL.try=1")
 	if [[ -n $names ]]; then
 		log "removing host containers"
 		# shellcheck disable=SC2086 # word splitting of IDs is intended
 		docker rm -f $names >/dev/null
 	fi
-	names=$(docker volume ls -q --filter "label=$LABEL=1")
+	names=$(docker volume ls -q --filter "label=$LABEL=1"; docker volume ls -q --filter "label=$LABEL.try=1")
 	if [[ -n $names ]]; then
 		log "removing volumes"
 		# shellcheck disable=SC2086
@@ -627,10 +707,11 @@ cmd_down() {
 		log "removing network $NETWORK"
 		docker network rm "$NETWORK" >/dev/null
 	fi
-	rm -rf "${STATE_DIR:?}"
+	rm -rf "${STATE_DIR:?}" "${TRY_STATE_DIR:?}"
 	if ((images)); then
 		log "removing images"
-		docker image rm -f "$EVIL_IMAGE" "$DESKTOP_IMAGE" "$TINY_IMAGE" "$DOCKERHOST_IMAGE" >/dev/null 2>&1 || true
+		docker image rm -f "$EVIL_IMAGE" "$DESKTOP_IMAGE" "$TINY_IMAGE" "$DOCKERHOST_IMAGE" "$DOCKERHOST29_IMAGE" \
+			rd-dockerhost:try rd-dockerhost29:try >/dev/null 2>&1 || true
 	fi
 	log "down ($(elapsed) s)"
 }
@@ -642,7 +723,9 @@ cmd_status() {
 		return 1
 	fi
 	echo "docker: running ($(docker version -f '{{.Server.Version}}' 2>/dev/null))"
-	for img in "$BASE_IMAGE" "$DESKTOP_IMAGE" "$TINY_IMAGE" "$EVIL_IMAGE" "$DOCKERHOST_IMAGE"; do
+	local images=("$BASE_IMAGE" "$DESKTOP_IMAGE" "$TINY_IMAGE" "$EVIL_IMAGE" "$DOCKERHOST_IMAGE")
+	[[ -z $ENGINE29_HOSTS ]] || images+=("$DOCKERHOST29_IMAGE")
+	for img in "${images[@]}"; do
 		if id=$(docker image inspect -f '{{.Id}}' "$img" 2>/dev/null); then
 			printf 'image: %-22s %s %s\n' "$img" "${id:7:12}" "$(image_size "$img")"
 		else
@@ -688,6 +771,45 @@ cmd_status() {
 	return "$ok"
 }
 
+# host29-try up|down: see the usage at the top.
+cmd_host29_try() {
+	local i=9
+	STATE_DIR=$TRY_STATE_DIR
+	FIRST_HOST=$i
+	ENGINE29_HOSTS=$i
+	# TESTBED_TRY_ENGINE=20.10: the same try host with this checkout's 20.10 image.
+	[[ ${TESTBED_TRY_ENGINE:-} != "$ENGINE20_VERSION" ]] || ENGINE29_HOSTS=""
+	HOST_LABEL=$LABEL.try
+	DOCKERHOST_IMAGE=rd-dockerhost:try
+	DOCKERHOST29_IMAGE=rd-dockerhost29:try
+	case "${1:-}" in
+	up) ;;
+	down)
+		docker rm -f "$(host_name "$i")" >/dev/null 2>&1 || true
+		docker volume rm -f "$(host_name "$i")-data" "$(host_name "$i")-data29" >/dev/null 2>&1 || true
+		rm -rf "${STATE_DIR:?}"
+		log "host29-try: removed $(host_name "$i") and $STATE_DIR"
+		return 0
+		;;
+	*) die "usage: $0 host29-try up|down" ;;
+	esac
+	local shared=$SCRIPT_DIR/state
+	[[ -s $shared/id_ed25519 ]] || die "no client key in $shared: bring the test bed up first"
+	docker network inspect "$NETWORK" >/dev/null 2>&1 || die "no network $NETWORK: bring the test bed up first"
+	docker image inspect "$DESKTOP_IMAGE" "$TINY_IMAGE" >/dev/null 2>&1 || die "no $DESKTOP_IMAGE/$TINY_IMAGE: bring the test bed up first"
+	build_image "$DOCKERHOST_IMAGE" "$IMAGES_DIR/dockerhost"
+	[[ -z $ENGINE29_HOSTS ]] || build_dockerhost29
+	mkdir -p "$STATE_DIR"
+	chmod 0700 "$STATE_DIR"
+	cp -p "$shared/id_ed25519" "$shared/id_ed25519.pub" "$STATE_DIR/"
+	ensure_keys "$i"
+	ensure_host "$i"
+	write_state_files "$i"
+	load_images "$i"
+	verify_hosts "$i"
+	log "host29-try: $(host_name "$i") root@$(host_ip "$i") (Docker Engine $(host_engine "$i")) ready in $(elapsed) s; RD_TESTBED=$STATE_DIR/testbed.json"
+}
+
 # lock: one mutating testbed.sh at a time on this machine (a second `up`
 # waits for the first, then finds everything up).
 lock() {
@@ -702,7 +824,7 @@ main() {
 	local cmd=${1:-}
 	shift || true
 	case "$cmd" in
-	up | down | docker | images) lock ;;
+	up | down | docker | images | host29-try) lock ;;
 	esac
 	case "$cmd" in
 	up) cmd_up "$@" ;;
@@ -710,6 +832,7 @@ main() {
 	status) cmd_status "$@" ;;
 	docker) cmd_docker ;;
 	images) cmd_images ;;
+	host29-try) cmd_host29_try "$@" ;;
 	*)
 		sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
 		exit 2

@@ -49,6 +49,17 @@ type Host struct {
 	IP      string `json:"ip"`
 	User    string `json:"user"`
 	SSHPort int    `json:"ssh_port"`
+	// Engine is the Docker Engine version the host runs ("20.10",
+	// "29.8.1"); "" in a bed brought up before testbed.sh recorded it.
+	Engine string `json:"engine"`
+}
+
+// EngineMajor is the major version of the host's Docker Engine (20, 29);
+// 0 when the bed did not record it.
+func (h Host) EngineMajor() int {
+	major, _, _ := strings.Cut(h.Engine, ".")
+	n, _ := strconv.Atoi(major)
+	return n
 }
 
 // Addr is the host's SSH address, ip:port.
@@ -154,6 +165,33 @@ func (tb *Testbed) Host(t testing.TB, i int) Host {
 		t.Fatalf("testbed: want host #%d, the test bed has %d", i+1, len(tb.Hosts))
 	}
 	return tb.Hosts[i]
+}
+
+// Engine29Host returns the first host running Docker Engine 29 or newer
+// (testbed.sh makes rdtb-host-3 one). Without one it skips the test, loudly,
+// or fails it when RD_TESTBED_REQUIRED=1.
+func (tb *Testbed) Engine29Host(t testing.TB) Host {
+	t.Helper()
+	for _, h := range tb.Hosts {
+		if h.EngineMajor() >= 29 {
+			return h
+		}
+	}
+	msg := fmt.Sprintf("\n*** NO DOCKER ENGINE 29 HOST in %s (engines: %s). Test NOT RUN. ***\n"+
+		"*** Bring the bed up with the current testdata/testbed/testbed.sh; %s=1 makes this a failure. ***", tb.Path, tb.engines(), EnvRequired)
+	if os.Getenv(EnvRequired) == "1" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return Host{}
+}
+
+func (tb *Testbed) engines() string {
+	var s []string
+	for _, h := range tb.Hosts {
+		s = append(s, fmt.Sprintf("%s=%q", h.Name, h.Engine))
+	}
+	return strings.Join(s, " ")
 }
 
 // Signer returns the client key.
