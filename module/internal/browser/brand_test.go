@@ -3,6 +3,7 @@ package browser
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -132,7 +133,10 @@ http://127.0.0.1:{{PORT2}} {
 	}
 	j.shot(alice, "not-yours-403")
 
-	// An idle cluster: Start never shows a queue position.
+	// An idle cluster: Start never shows a queue position. Idle means every
+	// host is in rotation: a create made while the start-up checks (and the
+	// isolation proof) still run queues for a host, rightly.
+	j.waitHostsHealthy(2 * time.Minute)
 	if resp := alice.navigate(j.caddy.URL + "/remote-desktop"); resp.Status != 200 {
 		t.Fatalf("player page: %d", resp.Status)
 	}
@@ -166,5 +170,36 @@ http://127.0.0.1:{{PORT2}} {
 	}
 	if err := j.caddy.Stop(); err != nil {
 		t.Errorf("caddy did not stop cleanly: %v", err)
+	}
+}
+
+// waitHostsHealthy waits until the admin API shows every host healthy.
+func (j *journey) waitHostsHealthy(limit time.Duration) {
+	j.t.Helper()
+	cookie := j.login(e2e.AdminUserID)
+	deadline := time.Now().Add(limit)
+	for {
+		resp, body := e2e.Do(j.t, "GET", j.caddy.URL+"/remote-desktop/admin/api/hosts",
+			map[string]string{"Cookie": "session=" + cookie, "Accept": "application/json"}, "")
+		var answer struct {
+			Data struct {
+				Hosts []struct{ Name, Health string }
+			}
+		}
+		healthy := 0
+		if resp.StatusCode == 200 && json.Unmarshal(body, &answer) == nil {
+			for _, h := range answer.Data.Hosts {
+				if h.Health == "healthy" {
+					healthy++
+				}
+			}
+			if len(answer.Data.Hosts) > 0 && healthy == len(answer.Data.Hosts) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			j.t.Fatalf("hosts not all healthy after %v: %d %s", limit, resp.StatusCode, body)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 }

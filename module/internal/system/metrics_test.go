@@ -62,6 +62,7 @@ func TestMetricsFollowASessionAndSurviveReload(t *testing.T) {
 
 	sess := s.createReady(alice)
 	host, _ := sess["host"].(string)
+	s.waitHostsHealthy(2 * time.Minute)
 	m1 := s.metrics()
 	c1 := counters(m1)
 	for k, d := range map[string]float64{"created": 1, "ready": 1, "ok": 1, "ttr": 1, "timer": 1,

@@ -195,6 +195,32 @@ func (s *system) waitReady(user int) map[string]any {
 	}
 }
 
+// waitHostsHealthy waits until the admin API shows every host healthy: the
+// start-up checks (isolation proof included) take some seconds, and a test
+// that reads host figures must not race them.
+func (s *system) waitHostsHealthy(limit time.Duration) {
+	s.t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		code, out, _ := s.req(e2e.AdminUserID, http.MethodGet, "/remote-desktop/admin/api/hosts", "", nil)
+		data, _ := out["data"].(map[string]any)
+		list, _ := data["hosts"].([]any)
+		healthy := 0
+		for _, h := range list {
+			if m, _ := h.(map[string]any); m["health"] == "healthy" {
+				healthy++
+			}
+		}
+		if code == http.StatusOK && len(list) > 0 && healthy == len(list) {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("hosts not all healthy after %v: %d %v", limit, code, out)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	if len(lines) > n {
