@@ -221,7 +221,7 @@ func (r *runtime) loadCredentials(a *App) (*credentials, error) {
 
 func (r *runtime) newHost(a *App, hc config.Host, cred *credentials) *hosts.Host {
 	if hc.IsLocal() {
-		return &hosts.Host{Config: hc, Engine: &hosts.LocalEngine{Socket: hc.DockerSocket}, ConnKey: "local|" + hc.DockerSocket}
+		return hosts.NewHost(hc, &hosts.LocalEngine{Socket: hc.DockerSocket}, "local|"+hc.DockerSocket)
 	}
 	addr := net.JoinHostPort(hc.Hostname, strconv.Itoa(hc.Port))
 	pool := sshpool.New(sshpool.Config{
@@ -234,7 +234,7 @@ func (r *runtime) newHost(a *App, hc config.Host, cred *credentials) *hosts.Host
 		Logger:      r.logger.Named("ssh").With(zap.String("host", hc.Hostname)),
 	})
 	key := fmt.Sprintf("%s@%s|%s|max=%d|dial=%v|socket=%s", hc.User, addr, cred.key, a.MaxConnections, a.DialTimeout, hc.DockerSocket)
-	return &hosts.Host{Config: hc, Engine: &hosts.SSHEngine{Pool: pool, Host: hc.Hostname, Socket: hc.DockerSocket}, ConnKey: key}
+	return hosts.NewHost(hc, &hosts.SSHEngine{Pool: pool, Host: hc.Hostname, Socket: hc.DockerSocket}, key)
 }
 
 // Destruct runs when the last config using the runtime is gone (Caddy is

@@ -69,7 +69,7 @@ func (m *Manager) drainQueue() {
 		ctx, cancel := context.WithCancel(m.ctx)
 		head.cancel = cancel
 		head.slotHeld = true
-		head.Host, head.PubHostname = h.Name(), h.Config.PubHostname
+		head.Host, head.PubHostname = h.Name(), h.Config().PubHostname
 		now := m.now()
 		head.enter(Scheduling, now)
 		waited := now.Sub(head.CreatedAt)
@@ -128,7 +128,7 @@ func (m *Manager) create(ctx context.Context, s *Session, h *hosts.Host) {
 			return
 		}
 		s.slotHeld = true
-		s.Host, s.PubHostname, s.ContainerID, s.Port, s.VNCPort = next.Name(), next.Config.PubHostname, "", 0, 0
+		s.Host, s.PubHostname, s.ContainerID, s.Port, s.VNCPort = next.Name(), next.Config().PubHostname, "", 0, 0
 		s.enter(Scheduling, m.now())
 		m.mu.Unlock()
 		h = next
@@ -147,13 +147,18 @@ const runTimeout = 60 * time.Second
 // it removes what it made; each cleanup step is guarded on its own so that
 // the returned error is the root cause.
 func (m *Manager) startOn(ctx context.Context, s *Session, h *hosts.Host, opts Options) error {
+	// One snapshot of the host's settings for the whole attempt: a reload
+	// may replace them meanwhile, and the container, its published address
+	// and the address the proxy dials must come from the same config.
+	hc := h.Config()
 	m.mu.Lock()
 	s.enter(Starting, m.now())
-	spec := containerSpec(s, h.Config, opts.Container, opts.Instance, m.now())
+	s.PubHostname = hc.PubHostname
+	spec := containerSpec(s, hc, opts.Container, opts.Instance, m.now())
 	m.mu.Unlock()
 	// A DNS pub_hostname without bind_address: publish on what it resolves
 	// to now, the address the proxy will dial (see config.Host.BindAddress).
-	bind, err := h.Config.Bind(ctx, nil)
+	bind, err := hc.Bind(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("start container on %s: %w", h.Name(), err)
 	}
