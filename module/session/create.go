@@ -297,14 +297,11 @@ func (m *Manager) markReady(ctx context.Context, s *Session) error {
 		s.cancel() // the creation context is done with
 		s.cancel = nil
 	}
-	grace := m.opts.UnclaimedGrace
+	m.armClaimLocked(s)
 	user, id := s.User, s.ID
 	snap := s.snapshot()
 	m.mu.Unlock()
 
-	// Abandoned desktops still expire: the timer starts at the first poll,
-	// or after the grace at the latest.
-	time.AfterFunc(grace, func() { m.claimTimeout(user, id) })
 	if err := m.persist(context.WithoutCancel(ctx), s); err != nil {
 		m.logger.Error("save ready session", zap.String("user", user), zap.Error(err))
 	}
@@ -326,10 +323,30 @@ func stageDurations(stages []Stage) map[string]time.Duration {
 	return out
 }
 
+// armClaimLocked starts the unclaimed grace of a ready session. Abandoned
+// desktops still expire: the timer starts at the first poll, or after the
+// grace at the latest. Armed under the lock, so that end and Stop, which
+// stop it, cannot miss it.
+func (m *Manager) armClaimLocked(s *Session) {
+	stopClaimLocked(s)
+	user, id := s.User, s.ID
+	s.claim = time.AfterFunc(m.opts.UnclaimedGrace, func() { m.claimTimeout(user, id) })
+}
+
+// stopClaimLocked stops the grace timer once it has nothing left to do (the
+// session timer started, the session ended, the manager stopped), so that
+// it neither holds the session until it fires nor acts after shutdown.
+func stopClaimLocked(s *Session) {
+	if s.claim != nil {
+		s.claim.Stop()
+		s.claim = nil
+	}
+}
+
 func (m *Manager) claimTimeout(user, id string) {
 	m.mu.Lock()
 	s, ok := m.sessions[user]
-	if !ok || s.ID != id || s.State != Ready || !s.TimerStartedAt.IsZero() {
+	if m.ctx.Err() != nil || !ok || s.ID != id || s.State != Ready || !s.TimerStartedAt.IsZero() {
 		m.mu.Unlock()
 		return
 	}
