@@ -44,6 +44,7 @@ type runtime struct {
 	mu       sync.Mutex
 	started  bool
 	settings *App // the latest applied config
+	prev     *App // the config applied before settings, for revert
 	cred     *credentials
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -107,6 +108,9 @@ func (r *runtime) apply(a *App) error {
 	r.sessions.SetOptions(sessionOptions(a))
 	r.limiter.SetRate(a.rate())
 	r.audit.SetRetention(a.AuditRetentionDays)
+	if r.settings != a {
+		r.prev = r.settings
+	}
 	r.settings = a
 
 	if r.started {
@@ -129,6 +133,30 @@ func (r *runtime) apply(a *App) error {
 		r.probeLoop(ctx)
 	}()
 	return nil
+}
+
+// revert undoes a config that Caddy rejected after its Start ran (another
+// app failed to start, or setting up after the start failed): Caddy then
+// cleans it up and keeps running the previous config, so the runtime must
+// run with that config's settings again, not the rejected ones (whose
+// context is dead: no Caddy events, rejected hosts and limits). Called from
+// Cleanup; a config that was replaced or is shut down is not current or
+// has no live predecessor, and nothing happens.
+func (r *runtime) revert(a *App) {
+	r.mu.Lock()
+	prev, current := r.prev, r.settings == a
+	r.mu.Unlock()
+	if !current || prev == nil || prev.ctx.Context == nil || prev.ctx.Err() != nil {
+		return
+	}
+	if err := r.apply(prev); err != nil {
+		r.logger.Error("configuration rejected; restoring the running remote_desktop settings failed", zap.Error(err))
+		return
+	}
+	r.mu.Lock()
+	r.prev = nil // the rejected config is gone
+	r.mu.Unlock()
+	r.logger.Info("configuration rejected; the running remote_desktop settings were restored")
 }
 
 // probeLoop checks every host at once at start (each result in the event
