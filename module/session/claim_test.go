@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ctf-desktops/caddy-remote-desktop/module/config"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/events"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/hosts"
 )
@@ -81,5 +82,28 @@ func TestClaimTimerDoesNothingAfterStop(t *testing.T) {
 	m.mu.Unlock()
 	if !started.IsZero() || st.count() != before {
 		t.Fatalf("after Stop the grace started the session timer (%v) and wrote %d records", started, st.count()-before)
+	}
+}
+
+// A ready session adopted after a restart before its owner ever polled gets
+// what is left of its grace: abandoned, it still expires.
+func TestAdoptedUnclaimedSessionGetsItsGrace(t *testing.T) {
+	ev := events.New(50, nil)
+	orch := hosts.New(ev, nil)
+	orch.SetHosts([]*hosts.Host{hosts.NewHost(config.Host{Hostname: "h1"}, &hosts.LocalEngine{Socket: "/nonexistent/docker.sock"}, "")})
+	m := New(orch, ev, &saves{}, Options{UnclaimedGrace: time.Hour}, nil)
+	defer m.Stop(context.Background(), false)
+	ready := time.Now().Add(-time.Hour + 20*time.Millisecond) // 20 ms of grace left
+	m.restore([]Session{{ID: "s1", User: "u1", State: Ready, Host: "h1", ContainerID: "c1", Port: 1, CreatedAt: ready, ReadyAt: ready}})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		v, _ := m.Get("u1")
+		if !v.TimerStartedAt.IsZero() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the adopted session's timer never started: abandoned, it would never expire")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

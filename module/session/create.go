@@ -297,7 +297,7 @@ func (m *Manager) markReady(ctx context.Context, s *Session) error {
 		s.cancel() // the creation context is done with
 		s.cancel = nil
 	}
-	m.armClaimLocked(s)
+	m.armClaimLocked(s, m.opts.UnclaimedGrace)
 	user, id := s.User, s.ID
 	snap := s.snapshot()
 	m.mu.Unlock()
@@ -327,10 +327,10 @@ func stageDurations(stages []Stage) map[string]time.Duration {
 // desktops still expire: the timer starts at the first poll, or after the
 // grace at the latest. Armed under the lock, so that end and Stop, which
 // stop it, cannot miss it.
-func (m *Manager) armClaimLocked(s *Session) {
+func (m *Manager) armClaimLocked(s *Session, grace time.Duration) {
 	stopClaimLocked(s)
 	user, id := s.User, s.ID
-	s.claim = time.AfterFunc(m.opts.UnclaimedGrace, func() { m.claimTimeout(user, id) })
+	s.claim = time.AfterFunc(grace, func() { m.claimTimeout(user, id) })
 }
 
 // stopClaimLocked stops the grace timer once it has nothing left to do (the
