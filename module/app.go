@@ -364,9 +364,11 @@ func (a *App) Start() error {
 // stopped in Cleanup once no config uses it.
 func (a *App) Stop() error { return nil }
 
-// Cleanup drops this config's reference to the control plane.
+// Cleanup drops this config's reference to the control plane, first giving
+// it back the running config's settings if this config was rejected.
 func (a *App) Cleanup() error {
 	if a.rt != nil {
+		a.rt.revert(a)
 		_, err := runtimes.Delete(a.rtKey)
 		return err
 	}

@@ -47,7 +47,7 @@ func (r *runtime) prepare(force bool) hosts.Prepare {
 		r.mu.Lock()
 		a := r.settings
 		r.mu.Unlock()
-		policy, ih := isolationFor(a, h.Config)
+		policy, ih := isolationFor(a, h.Config())
 		key := fmt.Sprintf("%s|%s|%v", policy.Key(), ih.Image, ih.Others)
 		wasHealthy := r.hosts.Healthy(h.Name())
 

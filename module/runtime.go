@@ -44,6 +44,7 @@ type runtime struct {
 	mu       sync.Mutex
 	started  bool
 	settings *App // the latest applied config
+	prev     *App // the config applied before settings, for revert
 	cred     *credentials
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -107,6 +108,9 @@ func (r *runtime) apply(a *App) error {
 	r.sessions.SetOptions(sessionOptions(a))
 	r.limiter.SetRate(a.rate())
 	r.audit.SetRetention(a.AuditRetentionDays)
+	if r.settings != a {
+		r.prev = r.settings
+	}
 	r.settings = a
 
 	if r.started {
@@ -129,6 +133,30 @@ func (r *runtime) apply(a *App) error {
 		r.probeLoop(ctx)
 	}()
 	return nil
+}
+
+// revert undoes a config that Caddy rejected after its Start ran (another
+// app failed to start, or setting up after the start failed): Caddy then
+// cleans it up and keeps running the previous config, so the runtime must
+// run with that config's settings again, not the rejected ones (whose
+// context is dead: no Caddy events, rejected hosts and limits). Called from
+// Cleanup; a config that was replaced or is shut down is not current or
+// has no live predecessor, and nothing happens.
+func (r *runtime) revert(a *App) {
+	r.mu.Lock()
+	prev, current := r.prev, r.settings == a
+	r.mu.Unlock()
+	if !current || prev == nil || prev.ctx.Context == nil || prev.ctx.Err() != nil {
+		return
+	}
+	if err := r.apply(prev); err != nil {
+		r.logger.Error("configuration rejected; restoring the running remote_desktop settings failed", zap.Error(err))
+		return
+	}
+	r.mu.Lock()
+	r.prev = nil // the rejected config is gone
+	r.mu.Unlock()
+	r.logger.Info("configuration rejected; the running remote_desktop settings were restored")
 }
 
 // probeLoop checks every host at once at start (each result in the event
@@ -221,7 +249,7 @@ func (r *runtime) loadCredentials(a *App) (*credentials, error) {
 
 func (r *runtime) newHost(a *App, hc config.Host, cred *credentials) *hosts.Host {
 	if hc.IsLocal() {
-		return &hosts.Host{Config: hc, Engine: &hosts.LocalEngine{Socket: hc.DockerSocket}, ConnKey: "local|" + hc.DockerSocket}
+		return hosts.NewHost(hc, &hosts.LocalEngine{Socket: hc.DockerSocket}, "local|"+hc.DockerSocket)
 	}
 	addr := net.JoinHostPort(hc.Hostname, strconv.Itoa(hc.Port))
 	pool := sshpool.New(sshpool.Config{
@@ -234,7 +262,7 @@ func (r *runtime) newHost(a *App, hc config.Host, cred *credentials) *hosts.Host
 		Logger:      r.logger.Named("ssh").With(zap.String("host", hc.Hostname)),
 	})
 	key := fmt.Sprintf("%s@%s|%s|max=%d|dial=%v|socket=%s", hc.User, addr, cred.key, a.MaxConnections, a.DialTimeout, hc.DockerSocket)
-	return &hosts.Host{Config: hc, Engine: &hosts.SSHEngine{Pool: pool, Host: hc.Hostname, Socket: hc.DockerSocket}, ConnKey: key}
+	return hosts.NewHost(hc, &hosts.SSHEngine{Pool: pool, Host: hc.Hostname, Socket: hc.DockerSocket}, key)
 }
 
 // Destruct runs when the last config using the runtime is gone (Caddy is

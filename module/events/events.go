@@ -1,7 +1,8 @@
 // Package events is the admin event log: a bounded ring of recent events and
 // a fan-out to live listeners (the SSE feed, Caddy's event bus). It is the
 // seed's EventLogger, with the slow-listener case made explicit: a listener
-// that cannot keep up is removed rather than allowed to block the others.
+// that cannot keep up never blocks the others: a subscriber is removed (an
+// SSE client reconnects and replays), a Listen callback misses events.
 package events
 
 import (
@@ -97,22 +98,38 @@ func (l *Log) Emit(e Event) Event {
 	} else {
 		l.start = (l.start + 1) % len(l.ring)
 	}
-	var slow []*Subscription
+	var slow, lagging []*Subscription
 	for s := range l.subs {
 		select {
 		case s.ch <- e:
 		default:
+			if s.lossy {
+				s.dropped++
+				if now := l.now(); now.Sub(s.reported) >= dropReportEvery {
+					s.reported = now
+					lagging = append(lagging, s)
+				}
+				continue
+			}
 			slow = append(slow, s)
 		}
 	}
 	for _, s := range slow {
 		l.removeLocked(s)
 	}
+	var dropped []uint64
+	for _, s := range lagging {
+		dropped = append(dropped, s.dropped)
+	}
 	l.mu.Unlock()
 
 	metrics.Event(e.Type)
 	for _, s := range slow {
 		l.logger.Warn("event listener removed: it fell behind", zap.String("listener", s.name), zap.Int("buffer", cap(s.ch)))
+	}
+	for i, s := range lagging {
+		l.logger.Warn("event listener fell behind: dropping events for it until it catches up",
+			zap.String("listener", s.name), zap.Int("buffer", cap(s.ch)), zap.Uint64("dropped_total", dropped[i]))
 	}
 	l.log(e)
 	return e
@@ -178,18 +195,31 @@ type Subscription struct {
 	name string
 	log  *Log
 	once sync.Once
+
+	// Listen's subscriptions drop events when full instead of being
+	// removed; counted and reported under the log's lock.
+	lossy    bool
+	dropped  uint64
+	reported time.Time
 }
+
+// dropReportEvery bounds the "dropping events" log lines of one listener.
+const dropReportEvery = 10 * time.Second
 
 // Subscribe returns a listener that receives every event emitted from now
 // on, together with the retained events after afterID (replay), read under
 // the same lock so that nothing is missed or seen twice. buf bounds how far
 // the listener may fall behind before it is removed.
 func (l *Log) Subscribe(name string, afterID uint64, buf int) (*Subscription, []Event) {
+	return l.subscribe(name, afterID, buf, false)
+}
+
+func (l *Log) subscribe(name string, afterID uint64, buf int, lossy bool) (*Subscription, []Event) {
 	if buf <= 0 {
 		buf = 64
 	}
 	ch := make(chan Event, buf)
-	s := &Subscription{C: ch, ch: ch, name: name, log: l}
+	s := &Subscription{C: ch, ch: ch, name: name, log: l, lossy: lossy}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.subs[s] = struct{}{}
@@ -210,6 +240,10 @@ func (l *Log) removeLocked(s *Subscription) {
 	}
 }
 
+// listenBuffer is how far a Listen callback may fall behind before it
+// misses events.
+const listenBuffer = 256
+
 // Listeners reports how many subscriptions are live.
 func (l *Log) Listeners() int {
 	l.mu.Lock()
@@ -219,9 +253,11 @@ func (l *Log) Listeners() int {
 
 // Listen calls fn for every event in its own goroutine until fn returns an
 // error or panics (then the listener is removed and that is logged) or stop
-// is called. stop waits for the goroutine to end.
+// is called. stop waits for the goroutine to end. A listener that falls more
+// than its buffer behind misses events (counted and logged) but keeps
+// running: it is a bridge (Caddy's event bus) that nothing would restart.
 func (l *Log) Listen(name string, fn func(Event) error) (stop func()) {
-	s, _ := l.Subscribe(name, ^uint64(0), 256)
+	s, _ := l.subscribe(name, ^uint64(0), listenBuffer, true)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -4,8 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestRingKeepsNewest(t *testing.T) {
@@ -135,5 +140,56 @@ func TestConcurrentEmit(t *testing.T) {
 		if got[i].ID != got[i-1].ID+1 {
 			t.Fatalf("ids out of order at %d", i)
 		}
+	}
+}
+
+// A Listen callback that falls behind (Caddy's event-bus bridge behind a
+// slow handler) misses events, which is counted and logged, but keeps
+// running and receives what comes after.
+func TestLaggingListenerKeepsRunning(t *testing.T) {
+	core, logs := observer.New(zapcore.WarnLevel)
+	l := New(10, zap.New(core))
+	entered, released := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(released) }) }
+	var n atomic.Int64
+	last := make(chan string, 1)
+	stop := l.Listen("bridge", func(e Event) error {
+		if n.Add(1) == 1 {
+			close(entered)
+			<-released // a slow handler
+		}
+		if e.Message == "after" {
+			last <- e.Message
+		}
+		return nil
+	})
+	defer stop()
+	defer release() // before stop, which waits for the handler
+	l.Emit(Event{Type: HostCheck})
+	<-entered
+	const extra = 10
+	for i := 0; i < listenBuffer+extra; i++ {
+		l.Emit(Event{Type: HostCheck})
+	}
+	if l.Listeners() != 1 {
+		t.Fatal("the lagging listener was removed")
+	}
+	release()
+	for deadline := time.Now().Add(10 * time.Second); n.Load() < 1+listenBuffer && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond) // until it has caught up
+	}
+	l.Emit(Event{Type: HostCheck, Message: "after"})
+	select {
+	case <-last:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the listener never got the event emitted after it caught up")
+	}
+	if got, want := n.Load(), int64(1+listenBuffer+1); got != want {
+		t.Errorf("listener got %d events, want %d (%d dropped)", got, want, extra)
+	}
+	warns := logs.FilterMessageSnippet("dropping events").FilterField(zap.String("listener", "bridge")).All()
+	if len(warns) != 1 {
+		t.Fatalf("%d 'dropping events' warnings, want 1 (rate-limited): %v", len(warns), logs.All())
 	}
 }

@@ -44,22 +44,23 @@ func CheckHost(ctx context.Context, h *Host, prepare Prepare) []Check {
 	img := Check{Name: "image", Detail: "not reached"}
 	disk := Check{Name: "disk", OK: true, Detail: "not reached"}
 	var extra []Check
+	hc := h.Config() // one snapshot: a reload may replace the settings meanwhile
 	err := h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
 		ssh.OK = true
 		n, err := d.Negotiate(ctx)
 		if err != nil {
-			dock.Detail = describeDockerError(err, h.Config.DockerSocket)
+			dock.Detail = describeDockerError(err, hc.DockerSocket)
 			return nil
 		}
 		// The negotiated version shows on the dashboard and in host_check.
 		dock.OK, dock.Detail = true, n.String()
-		present, err := d.ImagePresent(ctx, h.Config.DockerImage)
+		present, err := d.ImagePresent(ctx, hc.DockerImage)
 		switch {
 		case err != nil:
-			img.Detail = fmt.Sprintf("inspect image %s: %v", h.Config.DockerImage, err)
+			img.Detail = fmt.Sprintf("inspect image %s: %v", hc.DockerImage, err)
 			return nil
 		case !present:
-			img.Detail = fmt.Sprintf("image %s is not on the host (it is never pulled; load it there)", h.Config.DockerImage)
+			img.Detail = fmt.Sprintf("image %s is not on the host (it is never pulled; load it there)", hc.DockerImage)
 			return nil
 		}
 		img.OK, img.Detail = true, ""

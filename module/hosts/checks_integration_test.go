@@ -25,10 +25,8 @@ func check(t *testing.T, tb *testbed.Testbed, h testbed.Host, sshPort int, known
 	}
 	addr := fmt.Sprintf("%s:%d", h.IP, sshPort)
 	p := sshpool.New(sshpool.Config{Addr: addr, User: h.User, Auth: tb.Auth(t), HostKeys: hk})
-	host := &hosts.Host{
-		Config: config.Host{Hostname: h.IP, Port: sshPort, User: h.User, DockerImage: tb.DesktopImage, DockerSocket: socket},
-		Engine: &hosts.SSHEngine{Pool: p, Socket: socket},
-	}
+	host := hosts.NewHost(config.Host{Hostname: h.IP, Port: sshPort, User: h.User, DockerImage: tb.DesktopImage, DockerSocket: socket},
+		&hosts.SSHEngine{Pool: p, Socket: socket}, "")
 	defer func() { _ = host.Engine.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -25,7 +25,7 @@ func diskCheck(ctx context.Context, h *Host, d *docker.Client) Check {
 	h.disk.mu.Lock()
 	defer h.disk.mu.Unlock()
 	if h.disk.s == nil {
-		s, err := d.Storage(ctx, h.Config.DockerImage)
+		s, err := d.Storage(ctx, h.Config().DockerImage)
 		if err != nil {
 			c.Detail = "storage driver unknown: " + err.Error()
 			return c

@@ -58,7 +58,7 @@ func TestEngineKeepsNegotiatedVersion(t *testing.T) {
 	}
 
 	// The host check renegotiates and shows the result in its detail.
-	h := &Host{Config: config.Host{Hostname: "localhost", DockerImage: "rd-tiny:latest"}, Engine: e}
+	h := NewHost(config.Host{Hostname: "localhost", DockerImage: "rd-tiny:latest"}, e, "")
 	checks := CheckHost(context.Background(), h, nil)
 	if !checks[1].OK || checks[1].Detail != "API 1.44 (engine 25.0.5 serves 1.24–1.44)" {
 		t.Fatalf("docker check %+v", checks[1])

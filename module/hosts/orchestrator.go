@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -38,9 +39,11 @@ var (
 )
 
 // Host is one configured Docker host and its state. The state fields are
-// guarded by the Orchestrator's lock; Config and Engine never change.
+// guarded by the Orchestrator's lock; Engine never changes. Its settings
+// (Config) are replaced by a reload while sessions use the host, so they
+// sit behind an atomic pointer: make hosts with NewHost.
 type Host struct {
-	Config config.Host
+	cfg    atomic.Pointer[config.Host]
 	Engine Engine
 	// ConnKey identifies how Engine connects (address, user, credentials):
 	// on a config reload, a host whose ConnKey is unchanged keeps its
@@ -58,8 +61,31 @@ type Host struct {
 	disk      diskCache
 }
 
-// Name is the host's key: its configured hostname.
-func (h *Host) Name() string { return h.Config.Hostname }
+// NewHost makes a host with its settings, engine and connection key.
+func NewHost(cfg config.Host, engine Engine, connKey string) *Host {
+	h := &Host{Engine: engine, ConnKey: connKey}
+	h.cfg.Store(&cfg)
+	return h
+}
+
+// Config returns the host's current settings. A reload may replace them at
+// any time (SetHosts), so an operation takes one snapshot and reads only
+// from it, never a mix of two configs.
+func (h *Host) Config() config.Host {
+	if c := h.cfg.Load(); c != nil {
+		return *c
+	}
+	return config.Host{}
+}
+
+// Name is the host's key: its configured hostname (the same in every
+// config the host keeps its state across).
+func (h *Host) Name() string {
+	if c := h.cfg.Load(); c != nil {
+		return c.Hostname
+	}
+	return ""
+}
 
 // Status is a host as the admin API shows it.
 type Status struct {
@@ -113,7 +139,7 @@ func (o *Orchestrator) SetHosts(next []*Host) (dropped []*Host) {
 	out := make([]*Host, 0, len(next))
 	for _, n := range next {
 		if p, ok := old[n.Name()]; ok && p.ConnKey == n.ConnKey {
-			p.Config = n.Config // same connection; settings like max_sessions may change
+			p.cfg.Store(n.cfg.Load()) // same connection; settings like max_sessions may change
 			out = append(out, p)
 			delete(old, n.Name())
 			if n.Engine != p.Engine {
@@ -173,7 +199,7 @@ func (o *Orchestrator) Acquire(exclude map[string]bool) (*Host, error) {
 			continue
 		}
 		anyUsable = true
-		if h.Config.MaxSessions > 0 && h.active >= h.Config.MaxSessions {
+		if max := h.Config().MaxSessions; max > 0 && h.active >= max {
 			continue
 		}
 		candidates = append(candidates, h)
@@ -292,9 +318,10 @@ func (o *Orchestrator) Status() []Status {
 	defer o.mu.Unlock()
 	out := make([]Status, 0, len(o.hosts))
 	for _, h := range o.hosts {
+		hc := h.Config()
 		out = append(out, Status{
-			Name: h.Name(), PubHostname: h.Config.PubHostname, Health: h.health, Reason: h.reason,
-			Since: h.since, Drained: h.drained, Active: h.active, MaxSessions: h.Config.MaxSessions,
+			Name: hc.Hostname, PubHostname: hc.PubHostname, Health: h.health, Reason: h.reason,
+			Since: h.since, Drained: h.drained, Active: h.active, MaxSessions: hc.MaxSessions,
 			LastCheck: h.lastCheck, Checks: append([]Check(nil), h.checks...),
 		})
 	}

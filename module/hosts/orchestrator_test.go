@@ -19,7 +19,7 @@ func healthyHosts(t *testing.T, max ...int) (*Orchestrator, *events.Log) {
 	o := New(ev, nil)
 	var list []*Host
 	for i, m := range max {
-		list = append(list, &Host{Config: config.Host{Hostname: fmt.Sprintf("h%d", i+1), MaxSessions: m}, Engine: &LocalEngine{}})
+		list = append(list, NewHost(config.Host{Hostname: fmt.Sprintf("h%d", i+1), MaxSessions: m}, &LocalEngine{}, ""))
 	}
 	o.SetHosts(list)
 	for _, h := range o.Hosts() {
@@ -139,12 +139,12 @@ func TestSetHostsKeepsState(t *testing.T) {
 	o.Acquire(nil)
 	_ = o.SetDrained("h1", true)
 	oldEngine := o.Hosts()[0].Engine
-	same := &Host{Config: config.Host{Hostname: "h1", MaxSessions: 5}, Engine: &LocalEngine{}}
-	changed := &Host{Config: config.Host{Hostname: "h2"}, Engine: &LocalEngine{}, ConnKey: "other"}
-	added := &Host{Config: config.Host{Hostname: "h3"}, Engine: &LocalEngine{}}
+	same := NewHost(config.Host{Hostname: "h1", MaxSessions: 5}, &LocalEngine{}, "")
+	changed := NewHost(config.Host{Hostname: "h2"}, &LocalEngine{}, "other")
+	added := NewHost(config.Host{Hostname: "h3"}, &LocalEngine{}, "")
 	dropped := o.SetHosts([]*Host{same, changed, added})
 	hs := o.Hosts()
-	if hs[0].Engine != oldEngine || hs[0].Config.MaxSessions != 5 {
+	if hs[0].Engine != oldEngine || hs[0].Config().MaxSessions != 5 {
 		t.Fatal("h1 lost its engine or did not take the new max_sessions")
 	}
 	st := o.Status()

@@ -69,7 +69,7 @@ func (m *Manager) drainQueue() {
 		ctx, cancel := context.WithCancel(m.ctx)
 		head.cancel = cancel
 		head.slotHeld = true
-		head.Host, head.PubHostname = h.Name(), h.Config.PubHostname
+		head.Host, head.PubHostname = h.Name(), h.Config().PubHostname
 		now := m.now()
 		head.enter(Scheduling, now)
 		waited := now.Sub(head.CreatedAt)
@@ -128,7 +128,7 @@ func (m *Manager) create(ctx context.Context, s *Session, h *hosts.Host) {
 			return
 		}
 		s.slotHeld = true
-		s.Host, s.PubHostname, s.ContainerID, s.Port, s.VNCPort = next.Name(), next.Config.PubHostname, "", 0, 0
+		s.Host, s.PubHostname, s.ContainerID, s.Port, s.VNCPort = next.Name(), next.Config().PubHostname, "", 0, 0
 		s.enter(Scheduling, m.now())
 		m.mu.Unlock()
 		h = next
@@ -147,13 +147,18 @@ const runTimeout = 60 * time.Second
 // it removes what it made; each cleanup step is guarded on its own so that
 // the returned error is the root cause.
 func (m *Manager) startOn(ctx context.Context, s *Session, h *hosts.Host, opts Options) error {
+	// One snapshot of the host's settings for the whole attempt: a reload
+	// may replace them meanwhile, and the container, its published address
+	// and the address the proxy dials must come from the same config.
+	hc := h.Config()
 	m.mu.Lock()
 	s.enter(Starting, m.now())
-	spec := containerSpec(s, h.Config, opts.Container, opts.Instance, m.now())
+	s.PubHostname = hc.PubHostname
+	spec := containerSpec(s, hc, opts.Container, opts.Instance, m.now())
 	m.mu.Unlock()
 	// A DNS pub_hostname without bind_address: publish on what it resolves
 	// to now, the address the proxy will dial (see config.Host.BindAddress).
-	bind, err := h.Config.Bind(ctx, nil)
+	bind, err := hc.Bind(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("start container on %s: %w", h.Name(), err)
 	}
@@ -292,14 +297,11 @@ func (m *Manager) markReady(ctx context.Context, s *Session) error {
 		s.cancel() // the creation context is done with
 		s.cancel = nil
 	}
-	grace := m.opts.UnclaimedGrace
+	m.armClaimLocked(s, m.opts.UnclaimedGrace)
 	user, id := s.User, s.ID
 	snap := s.snapshot()
 	m.mu.Unlock()
 
-	// Abandoned desktops still expire: the timer starts at the first poll,
-	// or after the grace at the latest.
-	time.AfterFunc(grace, func() { m.claimTimeout(user, id) })
 	if err := m.persist(context.WithoutCancel(ctx), s); err != nil {
 		m.logger.Error("save ready session", zap.String("user", user), zap.Error(err))
 	}
@@ -321,10 +323,30 @@ func stageDurations(stages []Stage) map[string]time.Duration {
 	return out
 }
 
+// armClaimLocked starts the unclaimed grace of a ready session. Abandoned
+// desktops still expire: the timer starts at the first poll, or after the
+// grace at the latest. Armed under the lock, so that end and Stop, which
+// stop it, cannot miss it.
+func (m *Manager) armClaimLocked(s *Session, grace time.Duration) {
+	stopClaimLocked(s)
+	user, id := s.User, s.ID
+	s.claim = time.AfterFunc(grace, func() { m.claimTimeout(user, id) })
+}
+
+// stopClaimLocked stops the grace timer once it has nothing left to do (the
+// session timer started, the session ended, the manager stopped), so that
+// it neither holds the session until it fires nor acts after shutdown.
+func stopClaimLocked(s *Session) {
+	if s.claim != nil {
+		s.claim.Stop()
+		s.claim = nil
+	}
+}
+
 func (m *Manager) claimTimeout(user, id string) {
 	m.mu.Lock()
 	s, ok := m.sessions[user]
-	if !ok || s.ID != id || s.State != Ready || !s.TimerStartedAt.IsZero() {
+	if m.ctx.Err() != nil || !ok || s.ID != id || s.State != Ready || !s.TimerStartedAt.IsZero() {
 		m.mu.Unlock()
 		return
 	}

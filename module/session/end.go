@@ -70,6 +70,7 @@ func (m *Manager) end(ctx context.Context, s *Session, st State, reason string) 
 		s.expiry.Stop()
 		s.expiry = nil
 	}
+	stopClaimLocked(s)
 	if m.sessions[s.User] == s {
 		delete(m.sessions, s.User)
 	}
@@ -196,6 +197,7 @@ func (m *Manager) Stop(ctx context.Context, destroy bool) {
 		if s.expiry != nil {
 			s.expiry.Stop()
 		}
+		stopClaimLocked(s) // a stopped manager must not start timers or write records
 	}
 	m.mu.Unlock()
 	m.wg.Wait()

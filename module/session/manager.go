@@ -288,6 +288,7 @@ func (m *Manager) Poll(ctx context.Context, userID string) (View, bool, error) {
 
 // startTimerLocked sets the expiry from now and arms the expiry timer.
 func (m *Manager) startTimerLocked(s *Session) {
+	stopClaimLocked(s)
 	now := m.now()
 	s.TimerStartedAt = now.UTC()
 	s.ExpiresAt = now.Add(time.Duration(m.opts.Session.InitialDuration) * time.Second).UTC()

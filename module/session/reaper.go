@@ -46,6 +46,11 @@ func (m *Manager) restore(records []Session) (adopted []*Session) {
 		if s.State == Ready && !s.ExpiresAt.IsZero() {
 			m.armExpiryLocked(s) // fires at once if it expired while Caddy was down
 		}
+		if s.State == Ready && s.TimerStartedAt.IsZero() {
+			// Never polled: what is left of its grace, or it would never
+			// expire if abandoned.
+			m.armClaimLocked(s, m.opts.UnclaimedGrace-now.Sub(s.ReadyAt))
+		}
 		adopted = append(adopted, s)
 	}
 	m.mu.Unlock()

@@ -110,12 +110,10 @@ func newRig(t *testing.T, rc rigConfig) *rig {
 	for i := 0; i < rc.hosts; i++ {
 		h := tb.Host(t, i)
 		pool := sshpool.New(sshpool.Config{Addr: h.Addr(), User: h.User, Auth: tb.Auth(t), HostKeys: checker, DialTimeout: 5 * time.Second})
-		list = append(list, &hosts.Host{
-			Config: config.Host{Hostname: h.IP, User: h.User, PubHostname: h.IP, DockerImage: image, Port: 22,
+		list = append(list, hosts.NewHost(
+			config.Host{Hostname: h.IP, User: h.User, PubHostname: h.IP, DockerImage: image, Port: 22,
 				BindAddress: h.IP, MaxSessions: rc.maxSessions},
-			Engine:  &hosts.SSHEngine{Pool: pool},
-			ConnKey: h.Addr(),
-		})
+			&hosts.SSHEngine{Pool: pool}, h.Addr()))
 	}
 	orch.SetHosts(list)
 	prepare := func(ctx context.Context, _ *hosts.Host, d *docker.Client) ([]hosts.Check, error) {

@@ -62,6 +62,7 @@ type Session struct {
 	slotHeld bool
 	cancel   context.CancelFunc
 	expiry   *time.Timer
+	claim    *time.Timer // the unclaimed grace (armClaimLocked)
 }
 
 // Addr is host:port of the session's noVNC endpoint, "" until known.

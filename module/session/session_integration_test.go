@@ -218,9 +218,9 @@ func TestOrphanIsRemoved(t *testing.T) {
 	err := h.Engine.Do(context.Background(), func(ctx context.Context, d *docker.Client) error {
 		var err error
 		c, err = d.Run(ctx, docker.RunSpec{
-			Name: "rd-orphan-" + r.instance, Image: h.Config.DockerImage, Env: []string{"VNC_PASSWORD=x"},
+			Name: "rd-orphan-" + r.instance, Image: h.Config().DockerImage, Env: []string{"VNC_PASSWORD=x"},
 			Labels:      map[string]string{session.LabelManaged: "true", session.LabelInstance: r.instance, session.LabelSession: "nobody"},
-			BindAddress: h.Config.BindAddress, Ports: []int{6080}, MemoryBytes: 64 << 20, PidsLimit: 64,
+			BindAddress: h.Config().BindAddress, Ports: []int{6080}, MemoryBytes: 64 << 20, PidsLimit: 64,
 		})
 		return err
 	})
