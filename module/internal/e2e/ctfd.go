@@ -106,7 +106,7 @@ type Recorded struct {
 	Time          time.Time
 }
 
-// CTFd is a stand-in for CTFd 3.8.7 (see /work/shared/ctfd-api/README.md for
+// CTFd is a stand-in for CTFd 3.8.7 (see ../shared/ctfd-api/README.md, beside the repository, for
 // the contract), listening on 127.0.0.1. It serves:
 //
 //   - GET /api/v1/users/me: the "self" view of the session cookie's user;

@@ -19,7 +19,7 @@ import (
 	"time"
 )
 
-// The shapes of /work/shared/ctfd-api (CTFd 3.8.7's answers), for alice,
+// The shapes of ../shared/ctfd-api (CTFd 3.8.7's answers), for alice,
 // id 7, created 2026-11-28T10:00:00Z.
 const (
 	usersMeJSON = `{
