@@ -60,7 +60,9 @@ http {
 			proxy_pass_request_body off;
 			proxy_set_header Content-Length "";
 			proxy_set_header X-User-ID $rd_user;
-			proxy_set_header Host 127.0.0.1:%[3]d;
+			# The browser's own Host, as an operator's nginx sends it: the
+			# auth-check compares the websocket's Origin with it.
+			proxy_set_header Host $http_host;
 			proxy_set_header Upgrade "";
 			proxy_http_version 1.1;
 			proxy_set_header Connection "";
