@@ -28,7 +28,8 @@ const defaultNoVNCPath = "/usr/share/novnc"
 const noVNCBuildTimeout = 60 * time.Second
 
 // LabelFiles marks the never-started containers made to read an image's
-// files; they are removed right after.
+// files; they are removed right after (and, if Caddy dies first, reaped as
+// orphans: they carry the session manager's helper labels).
 const LabelFiles = "io.ctf-remote-desktop.files"
 
 // imageNoVNC serves the noVNC that is inside the desktop's own image: the
@@ -37,10 +38,11 @@ const LabelFiles = "io.ctf-remote-desktop.files"
 // read through the Engine API from a container that is never started,
 // once per image ID.
 type imageNoVNC struct {
-	path   string
-	hosts  *hosts.Orchestrator
-	cache  *novnc.Cache
-	logger *zap.Logger
+	path     string
+	hosts    *hosts.Orchestrator
+	sessions *session.Manager // labels its helper containers
+	cache    *novnc.Cache
+	logger   *zap.Logger
 
 	mu     sync.Mutex
 	images map[string]imageRef // by container ID
@@ -82,7 +84,9 @@ func (n *imageNoVNC) build(ctx context.Context, h *hosts.Host, img imageRef) (*n
 	start := time.Now()
 	var tree *novnc.Tree
 	err := h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
-		return d.WithImageFiles(ctx, img.id, map[string]string{LabelFiles: "novnc"},
+		labels := n.sessions.HelperLabels()
+		labels[LabelFiles] = "novnc"
+		return d.WithImageFiles(ctx, img.id, labels,
 			func(ctx context.Context, archive func(context.Context, string) (io.ReadCloser, error)) error {
 				var err error
 				tree, err = novnc.Build(ctx, func(ctx context.Context, p string) (io.ReadCloser, error) {

@@ -134,6 +134,18 @@ func (m *Manager) options() Options {
 	return m.opts
 }
 
+// HelperLabels are the labels of a short-lived container the module makes
+// for its own use (reading noVNC out of an image): with them, one left
+// behind by a crash is this instance's orphan, removed by the reaper after
+// orphan_grace like any container no session owns.
+func (m *Manager) HelperLabels() map[string]string {
+	return map[string]string{
+		LabelManaged:  "true",
+		LabelInstance: m.options().Instance,
+		LabelCreated:  m.now().UTC().Format(time.RFC3339),
+	}
+}
+
 // Loaded is closed once stored sessions have been loaded; requests that
 // could create or look up a session wait for it.
 func (m *Manager) Loaded() <-chan struct{} { return m.loaded }

@@ -15,6 +15,7 @@ import (
 	"github.com/ctf-desktops/caddy-remote-desktop/module/config"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/docker"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/events"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/internal/testbed"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/session"
 )
 
@@ -240,6 +241,36 @@ func TestOrphanIsRemoved(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("no orphan_removed event")
+	}
+}
+
+// A never-started helper container (the handler reads noVNC out of an image
+// through one) left behind by a crash carries the manager's helper labels,
+// so the reaper removes it as an orphan once orphan_grace has passed.
+func TestLeftoverHelperContainerIsReaped(t *testing.T) {
+	r := newRig(t, rigConfig{opts: session.Options{ReaperInterval: 500 * time.Millisecond, OrphanGrace: time.Second}})
+	h := r.hosts.Hosts()[0]
+	var host testbed.Host
+	for _, x := range r.tb.Hosts {
+		if x.IP == h.Name() {
+			host = x
+		}
+	}
+	args := []string{"docker", "create", "--network", "none", "--entrypoint", "/nonexistent"}
+	for k, v := range r.m.HelperLabels() {
+		args = append(args, "--label", k+"="+v)
+	}
+	args = append(args, "--label", "io.ctf-remote-desktop.files=novnc", h.Config().DockerImage)
+	id := strings.TrimSpace(testbed.Exec(t, host, args...))
+	if len(r.containers(h)) != 1 {
+		t.Fatalf("the leftover %s is not listed as this instance's", id)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(r.containers(h)) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("leftover helper container %s still there", id)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 }
 
