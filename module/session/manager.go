@@ -134,12 +134,18 @@ func (m *Manager) options() Options {
 	return m.opts
 }
 
+// HelperMaxLife is how long a helper container may live before the reaper
+// takes it for a leftover, whatever orphan_grace says: their work is bounded
+// well below it (reading noVNC: 60 s).
+const HelperMaxLife = 2 * time.Minute
+
 // HelperLabels are the labels of a short-lived container the module makes
 // for its own use (reading noVNC out of an image): with them, one left
 // behind by a crash is this instance's orphan, removed by the reaper after
-// orphan_grace like any container no session owns.
+// orphan_grace (at least HelperMaxLife) like any container no session owns.
 func (m *Manager) HelperLabels() map[string]string {
 	return map[string]string{
+		LabelHelper:   "true",
 		LabelManaged:  "true",
 		LabelInstance: m.options().Instance,
 		LabelCreated:  m.now().UTC().Format(time.RFC3339),

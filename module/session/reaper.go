@@ -201,7 +201,11 @@ func (m *Manager) reapHost(ctx context.Context, h *hosts.Host, byID map[string]*
 		if t, err := time.Parse(time.RFC3339, c.Labels[LabelCreated]); err == nil {
 			created = t
 		}
-		if now.Sub(created) < opts.OrphanGrace {
+		grace := opts.OrphanGrace
+		if c.Labels[LabelHelper] != "" {
+			grace = max(grace, HelperMaxLife) // it may be at work right now
+		}
+		if now.Sub(created) < grace {
 			continue // perhaps a creation in flight elsewhere; look again next pass
 		}
 		m.removeContainer(h, c.ID, opts)

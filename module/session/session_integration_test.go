@@ -246,7 +246,8 @@ func TestOrphanIsRemoved(t *testing.T) {
 
 // A never-started helper container (the handler reads noVNC out of an image
 // through one) left behind by a crash carries the manager's helper labels,
-// so the reaper removes it as an orphan once orphan_grace has passed.
+// so the reaper removes it as an orphan, but only once HelperMaxLife has
+// passed, however short orphan_grace is: a helper at work is left alone.
 func TestLeftoverHelperContainerIsReaped(t *testing.T) {
 	r := newRig(t, rigConfig{opts: session.Options{ReaperInterval: 500 * time.Millisecond, OrphanGrace: time.Second}})
 	h := r.hosts.Hosts()[0]
@@ -256,21 +257,34 @@ func TestLeftoverHelperContainerIsReaped(t *testing.T) {
 			host = x
 		}
 	}
-	args := []string{"docker", "create", "--network", "none", "--entrypoint", "/nonexistent"}
-	for k, v := range r.m.HelperLabels() {
-		args = append(args, "--label", k+"="+v)
+	helper := func(name string, age time.Duration) string {
+		labels := r.m.HelperLabels()
+		labels[session.LabelCreated] = time.Now().Add(-age).UTC().Format(time.RFC3339)
+		args := []string{"docker", "create", "--name", name + "-" + r.instance, "--network", "none", "--entrypoint", "/nonexistent"}
+		for k, v := range labels {
+			args = append(args, "--label", k+"="+v)
+		}
+		args = append(args, "--label", "io.ctf-remote-desktop.files=novnc", h.Config().DockerImage)
+		return strings.TrimSpace(testbed.Exec(t, host, args...))[:12]
 	}
-	args = append(args, "--label", "io.ctf-remote-desktop.files=novnc", h.Config().DockerImage)
-	id := strings.TrimSpace(testbed.Exec(t, host, args...))
-	if len(r.containers(h)) != 1 {
-		t.Fatalf("the leftover %s is not listed as this instance's", id)
+	working := helper("rd-helper-working", 0)
+	leftover := helper("rd-helper-leftover", session.HelperMaxLife+time.Minute)
+	ids := func() (out []string) {
+		for _, c := range r.containers(h) {
+			out = append(out, c.ID[:12])
+		}
+		return out
 	}
 	deadline := time.Now().Add(20 * time.Second)
-	for len(r.containers(h)) > 0 {
+	for slices.Contains(ids(), leftover) {
 		if time.Now().After(deadline) {
-			t.Fatalf("leftover helper container %s still there", id)
+			t.Fatalf("leftover helper container %s still there", leftover)
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second) // several more reaper passes, past orphan_grace
+	if !slices.Contains(ids(), working) {
+		t.Fatalf("the reaper removed helper container %s while it may be at work (younger than HelperMaxLife)", working)
 	}
 }
 

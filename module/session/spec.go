@@ -20,6 +20,9 @@ const (
 	LabelSession = "io.ctf-remote-desktop.session"
 	LabelUser    = "io.ctf-remote-desktop.user"
 	LabelCreated = "io.ctf-remote-desktop.created"
+	// LabelHelper marks a short-lived container the module makes for its
+	// own use (never a desktop): see Manager.HelperLabels.
+	LabelHelper = "io.ctf-remote-desktop.helper"
 	// LabelInstance names the deployment that owns the container, so that
 	// two deployments (or test runs) sharing a host never reap each
 	// other's containers.
