@@ -28,6 +28,7 @@ const (
 	keepaliveTimeout = 5 * time.Second
 
 	// apiBound: no API request may take longer, whatever a host does.
+	// (e2e.RequestTimeout, where Try and Req give up, is twice that.)
 	apiBound = 15 * time.Second
 )
 
@@ -97,8 +98,8 @@ func (s *system) caddyfile() string {
 	return c.String()
 }
 
-// bounded is req that also fails the test if the answer took apiBound or
-// more, and logs how long it took.
+// bounded is a request (Try) that fails the test if it took apiBound or
+// more or got no answer, and logs how long it took.
 func (s *system) bounded(what string, user int, method, path, body string) e2e.Answer {
 	s.t.Helper()
 	return s.boundedUnless("", what, user, method, path, body)
