@@ -11,56 +11,74 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// dialSlot dials a new connection for the slot the caller just took. While
-// it waits for a handshake turn, a connection put back is taken instead.
-// Like checkout it returns (nil, nil) when the caller should try again.
-func (p *Pool) dialSlot(ctx context.Context, probe bool) (*Conn, error) {
-	select {
-	case p.dials <- struct{}{}:
-	default:
-		p.waiting.Add(1)
+// dialSlot dials a new client for the slot the caller just took, and counts
+// the caller's operation on it. While it waits for a handshake turn, a
+// client that becomes usable (one below ChannelsPerConn) is taken instead:
+// it returns (nil, nil) and the caller picks again.
+func (p *Pool) dialSlot(ctx context.Context) (*client, error) {
+	for {
+		p.mu.Lock()
+		changed := p.changed
+		p.mu.Unlock()
 		select {
 		case p.dials <- struct{}{}:
-			p.waiting.Add(-1)
-		case c := <-p.idle:
-			p.waiting.Add(-1)
-			<-p.slots
-			return p.checkout(ctx, c, probe)
+		case <-changed:
+			p.mu.Lock()
+			if best := p.leastLoaded(); best != nil && best.inflight < p.cfg.ChannelsPerConn {
+				p.unslot()
+				p.mu.Unlock()
+				return nil, nil
+			}
+			p.mu.Unlock()
+			continue
 		case <-ctx.Done():
-			p.waiting.Add(-1)
-			<-p.slots
+			p.mu.Lock()
+			p.unslot()
+			p.mu.Unlock()
 			return nil, fmt.Errorf("wait to dial ssh %s: %w", p.cfg.Addr, ctx.Err())
 		case <-p.closed:
-			p.waiting.Add(-1)
-			<-p.slots
+			p.mu.Lock()
+			p.unslot()
+			p.mu.Unlock()
 			return nil, ErrClosed
 		}
+		break
 	}
-	p.dialing.Add(1)
-	client, err := p.dialClient(ctx)
-	p.dialing.Add(-1)
+	sc, err := p.dialClient(ctx)
 	<-p.dials
+	p.mu.Lock()
 	if err != nil {
-		<-p.slots
+		p.unslot()
+		p.mu.Unlock()
 		p.dialFailures.Add(1)
 		p.log.Warn("ssh dial failed", zap.Error(err))
 		return nil, fmt.Errorf("dial ssh %s@%s: %w", p.cfg.User, p.cfg.Addr, err)
 	}
-	c := newConn(client)
-	p.mu.Lock()
 	if p.isClosed {
+		p.unslot()
 		p.mu.Unlock()
-		_ = client.Close()
-		<-p.slots
+		_ = sc.Close()
 		return nil, ErrClosed
 	}
-	p.conns[c] = struct{}{}
+	p.dialing--
+	c := newClient(sc, p.now(), func(c *client) { p.discard(c, "transport closed") })
+	p.clients = append(p.clients, c)
+	p.take(c)
+	p.broadcast()
+	open := len(p.slots)
 	p.mu.Unlock()
 	p.dialed.Add(1)
-	c.checkedOut.Store(true)
-	p.inUse.Add(1)
-	p.log.Debug("ssh connection established", zap.Int("open", len(p.slots)))
+	p.log.Debug("ssh connection established", zap.Int("open", open))
 	return c, nil
+}
+
+// unslot gives back the slot of a dial that did not happen or failed, and
+// wakes the waiting operations (one of them may dial now). Called with mu
+// held.
+func (p *Pool) unslot() {
+	p.dialing--
+	<-p.slots
+	p.broadcast()
 }
 
 // dialClient dials once more, after a short pause, if the first attempt was
@@ -98,6 +116,9 @@ func dial(ctx context.Context, cfg *Config, config *ssh.ClientConfig) (*ssh.Clie
 	tcp, err := cfg.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
+	}
+	if !cfg.DisableQuickAck {
+		tcp = withQuickAck(tcp)
 	}
 	deadline, _ := ctx.Deadline()
 	if err := tcp.SetDeadline(deadline); err != nil {
