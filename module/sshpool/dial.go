@@ -11,11 +11,13 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// dialSlot dials a new client for the slot the caller just took, and counts
-// the caller's operation on it. While it waits for a handshake turn, a
-// client that becomes usable (one below ChannelsPerConn) is taken instead:
-// it returns (nil, nil) and the caller picks again.
-func (p *Pool) dialSlot(ctx context.Context) (*client, error) {
+// dialSlot dials a new client for the slot the caller just took (counted
+// in dialing and, with op, in dialingOps) and adds it to the pool; with op,
+// the caller's operation is counted on it. While an op caller waits for a
+// handshake turn and a client becomes live, the dial carries on in the
+// background and dialSlot returns (nil, nil): the caller picks again, and
+// runs at once on the live client.
+func (p *Pool) dialSlot(ctx context.Context, op bool) (*client, error) {
 	for {
 		p.mu.Lock()
 		changed := p.changed
@@ -23,39 +25,58 @@ func (p *Pool) dialSlot(ctx context.Context) (*client, error) {
 		select {
 		case p.dials <- struct{}{}:
 		case <-changed:
-			p.mu.Lock()
-			if best := p.leastLoaded(); best != nil && best.inflight < p.cfg.ChannelsPerConn {
-				p.unslot()
-				p.mu.Unlock()
-				return nil, nil
+			if !op {
+				continue
 			}
+			p.mu.Lock()
+			if p.isClosed {
+				p.unslot(op)
+				p.mu.Unlock()
+				return nil, ErrClosed
+			}
+			if p.leastLoaded() == nil {
+				p.mu.Unlock()
+				continue
+			}
+			p.dialingOps--
+			p.dialInBackground()
 			p.mu.Unlock()
-			continue
+			return nil, nil
 		case <-ctx.Done():
 			p.mu.Lock()
-			p.unslot()
+			p.unslot(op)
 			p.mu.Unlock()
 			return nil, fmt.Errorf("wait to dial ssh %s: %w", p.cfg.Addr, ctx.Err())
 		case <-p.closed:
 			p.mu.Lock()
-			p.unslot()
+			p.unslot(op)
 			p.mu.Unlock()
 			return nil, ErrClosed
 		}
 		break
 	}
+	p.mu.Lock()
+	p.connecting++
+	p.peakOpen = max(p.peakOpen, len(p.clients)+p.connecting)
+	p.mu.Unlock()
 	sc, err := p.dialClient(ctx)
 	<-p.dials
 	p.mu.Lock()
+	p.connecting--
+	if err != nil && p.isClosed {
+		p.unslot(op)
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
 	if err != nil {
-		p.unslot()
+		p.unslot(op)
 		p.mu.Unlock()
 		p.dialFailures.Add(1)
 		p.log.Warn("ssh dial failed", zap.Error(err))
 		return nil, fmt.Errorf("dial ssh %s@%s: %w", p.cfg.User, p.cfg.Addr, err)
 	}
 	if p.isClosed {
-		p.unslot()
+		p.unslot(op)
 		p.mu.Unlock()
 		_ = sc.Close()
 		return nil, ErrClosed
@@ -63,7 +84,10 @@ func (p *Pool) dialSlot(ctx context.Context) (*client, error) {
 	p.dialing--
 	c := newClient(sc, p.now(), func(c *client) { p.discard(c, "transport closed") })
 	p.clients = append(p.clients, c)
-	p.take(c)
+	if op {
+		p.dialingOps--
+		p.take(c)
+	}
 	p.broadcast()
 	open := len(p.slots)
 	p.mu.Unlock()
@@ -72,11 +96,25 @@ func (p *Pool) dialSlot(ctx context.Context) (*client, error) {
 	return c, nil
 }
 
+// dialInBackground dials a client for a slot already taken, owned by the
+// pool (Close cancels it), so that no operation waits for it while a live
+// client can carry it. Called with mu held.
+func (p *Pool) dialInBackground() {
+	p.bg.Add(1)
+	go func() {
+		defer p.bg.Done()
+		_, _ = p.dialSlot(p.ctx, false)
+	}()
+}
+
 // unslot gives back the slot of a dial that did not happen or failed, and
 // wakes the waiting operations (one of them may dial now). Called with mu
 // held.
-func (p *Pool) unslot() {
+func (p *Pool) unslot(op bool) {
 	p.dialing--
+	if op {
+		p.dialingOps--
+	}
 	<-p.slots
 	p.broadcast()
 }

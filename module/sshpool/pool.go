@@ -39,15 +39,21 @@ type Pool struct {
 	dials  chan struct{} // one token per handshake in flight
 	closed chan struct{} // closed by Close
 
-	mu       sync.Mutex // guards everything below, and sends/receives on slots
-	isClosed bool
-	clients  []*client     // open clients, oldest first
-	changed  chan struct{} // closed (and replaced) when a client is added or a slot freed
-	dialing  int           // dials in progress (each holds a slot)
-	waiting  int           // operations waiting for a first client
-	channels int           // operations in flight, over all clients
-	peakOpen int           // most slots ever held at once
-	peakCh   int           // most operations ever in flight at once
+	ctx    context.Context // background dials; cancelled by Close
+	cancel context.CancelFunc
+	bg     sync.WaitGroup // background dials
+
+	mu         sync.Mutex // guards everything below, and sends/receives on slots
+	isClosed   bool
+	clients    []*client     // open clients, oldest first
+	changed    chan struct{} // closed (and replaced) when a client is added or a slot freed
+	dialing    int           // dials in progress (each holds a slot)
+	dialingOps int           // those of them with an operation waiting to run on the client
+	waiting    int           // operations waiting for a first client
+	channels   int           // operations in flight, over all clients
+	connecting int           // TCP connections being set up (dial and handshake)
+	peakOpen   int           // most TCP connections ever open or connecting at once
+	peakCh     int           // most operations ever in flight at once
 
 	dialed, discarded, retried  atomic.Int64
 	probeFailures, dialFailures atomic.Int64
@@ -68,6 +74,7 @@ func New(cfg Config) *Pool {
 		changed: make(chan struct{}),
 		now:     time.Now,
 	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	if cfg.HostKeys != nil {
 		p.clientCf = &ssh.ClientConfig{
 			User:              cfg.User,
@@ -109,18 +116,24 @@ func (p *Pool) acquire(ctx context.Context, probe bool) (*client, error) {
 		}
 		// The operations running, dialing (each will run on the client
 		// it dials), waiting, and this one.
-		demand := p.channels + p.dialing + p.waiting + 1
+		demand := p.channels + p.dialingOps + p.waiting + 1
 		if demand > (len(p.clients)+p.dialing)*p.cfg.ChannelsPerConn {
 			select {
 			case p.slots <- struct{}{}:
 				p.dialing++
-				p.peakOpen = max(p.peakOpen, len(p.slots))
-				p.mu.Unlock()
-				c, err := p.dialSlot(ctx)
-				if c != nil || err != nil {
-					return c, err
+				if best == nil {
+					// Nothing to run on meanwhile: dial for ourselves.
+					p.dialingOps++
+					p.mu.Unlock()
+					c, err := p.dialSlot(ctx, true)
+					if c != nil || err != nil {
+						return c, err
+					}
+					continue // a client became live while we waited to dial
 				}
-				continue // a client became available while we waited to dial
+				// Run now on the least-loaded client; the new one
+				// serves the operations after us.
+				p.dialInBackground()
 			default:
 			}
 		}
@@ -277,6 +290,7 @@ func (p *Pool) Close() error {
 	}
 	p.isClosed = true
 	close(p.closed)
+	p.cancel()
 	clients := p.clients
 	p.clients = nil
 	for range clients {
@@ -291,6 +305,7 @@ func (p *Pool) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	p.bg.Wait() // cancelled: each ends within a moment
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close ssh pool %s: %w", p.cfg.Addr, err)
 	}

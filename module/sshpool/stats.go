@@ -9,7 +9,7 @@ type Stats struct {
 	Dialing  int // being dialed now (they hold a slot too)
 	Waiting  int // operations waiting for a first connection to be dialed
 
-	PeakOpen     int // most connections open or being dialed at once, ever (≤ MaxConns)
+	PeakOpen     int // most TCP connections open or being set up at once, ever (≤ MaxConns)
 	PeakChannels int // most operations in flight at once, ever
 
 	Dialed        int64 // connections ever established

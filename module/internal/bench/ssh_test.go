@@ -99,4 +99,6 @@ func (r *rig) benchSSH(t *testing.T) {
 			Ms(hotM), Ms(Percentile(Sorted(hot), 95)), len(hot), Ms(idleM), len(idle), Ms(freshM), Ms(Percentile(Sorted(freshT), 95)), len(freshT), st.Dialed, 100*slow/len(hot)),
 	})
 	t.Logf("ssh: hot %v idle %v fresh %v", hotM, idleM, freshM)
+	r.benchSSHBackToBack(t)
+	r.benchSSHBurst(t)
 }
