@@ -28,7 +28,7 @@ func (r *rig) benchSSH(t *testing.T) {
 	auth := r.tb.Auth(t)
 	pool := sshpool.New(sshpool.Config{Addr: host.Addr(), User: host.User, Auth: auth, HostKeys: hk})
 	defer pool.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	ping := func(ctx context.Context, c *ssh.Client) error {
 		return docker.New(docker.SSHDialer(c, "")).Ping(ctx)
@@ -36,6 +36,9 @@ func (r *rig) benchSSH(t *testing.T) {
 	pooled := func() (time.Duration, error) {
 		t0 := time.Now()
 		err := pool.Do(ctx, ping)
+		if d := time.Since(t0); d > 5*time.Second {
+			t.Logf("a pooled operation took %s (err %v); pool %+v", d, err, pool.Stats())
+		}
 		return time.Since(t0), err
 	}
 	cfg := &ssh.ClientConfig{User: host.User, Auth: auth, HostKeyCallback: hk.Callback(),
