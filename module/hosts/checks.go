@@ -24,7 +24,6 @@ type Check struct {
 	// Warn: a failure is reported (event log, dashboard) but keeps the
 	// host in rotation.
 	Warn bool `json:"warn,omitempty"`
-	err  error
 }
 
 // Prepare, when set, runs after a host passes its checks and before it
@@ -35,6 +34,11 @@ type Prepare func(ctx context.Context, h *Host, d *docker.Client) ([]Check, erro
 
 // CheckHost runs the seed's three start-up checks on h: SSH reachable, the
 // Docker daemon answering, the desktop image present (never pulled).
+//
+// Over SSH its Docker calls are channels on a client the host's pool shares
+// with every other operation: load on the host never makes a check wait for
+// a connection (see sshpool.Pool.Do), so a failed check means the host did
+// not answer, not that it was busy.
 func CheckHost(ctx context.Context, h *Host, prepare Prepare) []Check {
 	ssh := Check{Name: "ssh"}
 	if _, local := h.Engine.(*LocalEngine); local {
@@ -74,7 +78,7 @@ func CheckHost(ctx context.Context, h *Host, prepare Prepare) []Check {
 		return nil
 	})
 	if err != nil && !ssh.OK {
-		ssh.Detail, ssh.err = describeReachError(err), err
+		ssh.Detail = describeReachError(err)
 	} else if err != nil {
 		dock.OK, dock.Detail = false, err.Error()
 	}
@@ -131,11 +135,6 @@ func (o *Orchestrator) Probe(ctx context.Context, h *Host, timeout time.Duration
 	if ctx.Err() != nil { // shutting down: a cancelled check says nothing
 		return false
 	}
-	if busy(checks) {
-		// Every pooled connection was in use for the whole check: the
-		// host is working hard, not failing. Keep its health as it is.
-		return prevHealthy(o, h)
-	}
 	ok, reason := summarize(checks)
 
 	o.mu.Lock()
@@ -166,21 +165,12 @@ func (o *Orchestrator) Probe(ctx context.Context, h *Host, timeout time.Duration
 	return ok
 }
 
-// busy reports whether the check could not even get a connection because
-// the host's pool was saturated.
-func busy(checks []Check) bool {
-	return !checks[0].OK && Busy(checks[0].err)
-}
-
-// Busy reports whether err only says that every connection to the host was
-// in use until the caller gave up: the host is busy, not failing.
+// Busy always reports false.
+//
+// Deprecated: the SSH pool shares its clients between operations (and a
+// host check's channels run beside them), so no operation gives up waiting
+// for a busy connection any more.
 func Busy(err error) bool { return errors.Is(err, sshpool.ErrBusy) }
-
-func prevHealthy(o *Orchestrator, h *Host) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return h.health == Healthy
-}
 
 func sameChecks(a, b []Check) bool {
 	if len(a) != len(b) {

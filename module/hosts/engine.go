@@ -26,8 +26,9 @@ type Engine interface {
 	Close() error
 }
 
-// SSHEngine reaches a host's Docker socket through a pooled SSH connection,
-// one forwarded channel per request.
+// SSHEngine reaches a host's Docker socket through the host's SSH pool: each
+// Do runs on a client shared with the host's other operations, and each
+// Engine API request is a forwarded channel of its own on it.
 type SSHEngine struct {
 	Pool   *sshpool.Pool
 	Socket string // default DockerSocket

@@ -16,7 +16,7 @@ func figures() Figures {
 			{Name: "h1", Health: "healthy", Active: 2, MaxSessions: 4},
 			{Name: "h2", Health: "unhealthy", Active: 1},
 		},
-		SSH: []SSHFigure{{Host: "h1", Open: 3, InUse: 1, Dialed: 5, DialFailures: 2}},
+		SSH: []SSHFigure{{Host: "h1", Open: 3, Busy: 1, Channels: 12, Dialed: 5, DialFailures: 2}},
 	}
 }
 
@@ -61,12 +61,20 @@ remote_desktop_host_healthy{host="h2"} 0
 # HELP remote_desktop_queue_length Sessions waiting in the queue for a host.
 # TYPE remote_desktop_queue_length gauge
 remote_desktop_queue_length 1
+# HELP remote_desktop_ssh_connections SSH connections open to the host, by state (idle; in_use: carrying at least one operation).
+# TYPE remote_desktop_ssh_connections gauge
+remote_desktop_ssh_connections{host="h1",state="idle"} 2
+remote_desktop_ssh_connections{host="h1",state="in_use"} 1
 # HELP remote_desktop_ssh_dial_failures_total SSH dials to the host that failed.
 # TYPE remote_desktop_ssh_dial_failures_total counter
 remote_desktop_ssh_dial_failures_total{host="h1"} 2
+# HELP remote_desktop_ssh_operations_in_flight Docker operations running over the host's SSH connections (they share them, a channel per request).
+# TYPE remote_desktop_ssh_operations_in_flight gauge
+remote_desktop_ssh_operations_in_flight{host="h1"} 12
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
-		"remote_desktop_host_healthy", "remote_desktop_queue_length", "remote_desktop_ssh_dial_failures_total"); err != nil {
+		"remote_desktop_host_healthy", "remote_desktop_queue_length", "remote_desktop_ssh_dial_failures_total",
+		"remote_desktop_ssh_connections", "remote_desktop_ssh_operations_in_flight"); err != nil {
 		t.Fatal(err)
 	}
 	sum := figures().Summary()

@@ -36,11 +36,14 @@ type HostFigure struct {
 	MaxSessions int    `json:"max_sessions"` // 0: no limit
 }
 
-// SSHFigure is one host's SSH pool.
+// SSHFigure is one host's SSH pool. Its connections are shared: Busy
+// counts those carrying at least one operation, Channels the operations in
+// flight over all of them.
 type SSHFigure struct {
 	Host         string `json:"host"`
 	Open         int    `json:"open"`
-	InUse        int    `json:"in_use"`
+	Busy         int    `json:"busy"`
+	Channels     int    `json:"channels"`
 	Waiting      int    `json:"waiting"`
 	Dialed       int64  `json:"dialed"`
 	DialFailures int64  `json:"dial_failures"`
@@ -129,9 +132,11 @@ var (
 	descCapacity = prometheus.NewDesc(namespace+"_host_capacity_sessions",
 		"The host's max_sessions; 0 means no limit.", []string{"host"}, nil)
 	descSSHOpen = prometheus.NewDesc(namespace+"_ssh_connections",
-		"SSH connections open to the host, by state (idle, in_use).", []string{"host", "state"}, nil)
+		"SSH connections open to the host, by state (idle; in_use: carrying at least one operation).", []string{"host", "state"}, nil)
+	descSSHChannels = prometheus.NewDesc(namespace+"_ssh_operations_in_flight",
+		"Docker operations running over the host's SSH connections (they share them, a channel per request).", []string{"host"}, nil)
 	descSSHWaiting = prometheus.NewDesc(namespace+"_ssh_waiting_operations",
-		"Operations waiting for a free SSH connection to the host.", []string{"host"}, nil)
+		"Operations waiting for a first SSH connection to the host to be dialed.", []string{"host"}, nil)
 	descSSHDials = prometheus.NewDesc(namespace+"_ssh_dials_total",
 		"SSH connections established to the host.", []string{"host"}, nil)
 	descSSHDialFailures = prometheus.NewDesc(namespace+"_ssh_dial_failures_total",
@@ -145,7 +150,7 @@ type stateCollector struct {
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSessions, descQueue, descQueueOldest, descHealthy, descHealth, descDrained,
-		descLoad, descCapacity, descSSHOpen, descSSHWaiting, descSSHDials, descSSHDialFailures} {
+		descLoad, descCapacity, descSSHOpen, descSSHChannels, descSSHWaiting, descSSHDials, descSSHDialFailures} {
 		ch <- d
 	}
 }
@@ -190,8 +195,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descCapacity, float64(h.MaxSessions), h.Name)
 	}
 	for _, s := range f.SSH {
-		gauge(descSSHOpen, float64(s.Open-s.InUse), s.Host, "idle")
-		gauge(descSSHOpen, float64(s.InUse), s.Host, "in_use")
+		gauge(descSSHOpen, float64(s.Open-s.Busy), s.Host, "idle")
+		gauge(descSSHOpen, float64(s.Busy), s.Host, "in_use")
+		gauge(descSSHChannels, float64(s.Channels), s.Host)
 		gauge(descSSHWaiting, float64(s.Waiting), s.Host)
 		counter(descSSHDials, float64(s.Dialed), s.Host)
 		counter(descSSHDialFailures, float64(s.DialFailures), s.Host)

@@ -69,11 +69,7 @@ func connectWith(t *testing.T, srv *testServer, auth []ssh.AuthMethod) error {
 	cfg.Auth = auth
 	p := New(cfg)
 	defer p.Close()
-	c, err := p.Get(context.Background())
-	if err == nil {
-		p.Put(c, false)
-	}
-	return err
+	return p.Do(context.Background(), noop)
 }
 
 func TestDefaultAuthDefaultKeyFiles(t *testing.T) {

@@ -16,6 +16,7 @@ const (
 	DefaultKeepaliveTimeout = 5 * time.Second
 	DefaultMaxDialing       = 5
 	DefaultProbeAfter       = time.Second
+	DefaultChannelsPerConn  = 8
 )
 
 // Config describes one host's pool.
@@ -39,6 +40,19 @@ type Config struct {
 	// under any concurrency. Default: 20.
 	MaxConns int
 
+	// ChannelsPerConn is how many operations one connection carries before
+	// the pool dials another (while fewer than MaxConns are open). It is a
+	// target, not a cap: at MaxConns, operations share the least-loaded
+	// connection however many it carries. Each connection is one sshd
+	// process doing the crypto of all its channels on one core and one TCP
+	// stream, so spreading a burst over a few connections keeps one slow
+	// channel from delaying the others; dialing one per operation would
+	// cost a handshake (~40–80 ms on the test bed) each and an sshd
+	// process per operation. At 8, the 200-operation burst uses
+	// the default 20 connections at ~10 channels each, and a quiet host
+	// needs one connection. Default: 8.
+	ChannelsPerConn int
+
 	// MaxDialing caps the handshakes in flight at once. sshd drops new
 	// unauthenticated connections at random once 10 are pending
 	// (MaxStartups 10:30:100), so a cold pool under a burst must not open
@@ -58,15 +72,19 @@ type Config struct {
 	// route through a proxy.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 
-	// ProbeAfter is how long a connection must have been idle before a
-	// checkout validates it with a keepalive; one put back sooner was just
-	// shown to work and is handed out as is (a transport that closed
-	// meanwhile is still caught, at no cost). Measured on the test bed, a
-	// keepalive sent right after an operation waits ~40 ms for sshd (Nagle on
-	// non-interactive connections against the client's delayed ACK) while the
-	// operation itself took ~1 ms. Do covers the rest: it retries once on a
-	// connection that turns out dead. Default: 1s; negative: always probe.
+	// ProbeAfter is how long a connection must have carried no operation
+	// before one is run on it only after a keepalive proved it alive; one
+	// used more recently was just shown to work (a transport that closed
+	// meanwhile is still caught, at no cost). Do covers the rest: it
+	// retries once on a connection that turns out dead. Default: 1s;
+	// negative: always probe an idle connection.
 	ProbeAfter time.Duration
+
+	// DisableQuickAck turns off the immediate ACKs the pool's TCP
+	// connections send (see quickAckConn), bringing back the ~40 ms stalls
+	// of sshd's Nagle against delayed ACKs. For comparison measurements
+	// only.
+	DisableQuickAck bool
 
 	// Logger receives dial failures and discards. Default: a no-op logger.
 	Logger *zap.Logger
@@ -76,6 +94,9 @@ type Config struct {
 func (cfg Config) withDefaults() Config {
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.ChannelsPerConn <= 0 {
+		cfg.ChannelsPerConn = DefaultChannelsPerConn
 	}
 	if cfg.MaxDialing <= 0 {
 		cfg.MaxDialing = DefaultMaxDialing

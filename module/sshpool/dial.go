@@ -11,56 +11,112 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// dialSlot dials a new connection for the slot the caller just took. While
-// it waits for a handshake turn, a connection put back is taken instead.
-// Like checkout it returns (nil, nil) when the caller should try again.
-func (p *Pool) dialSlot(ctx context.Context, probe bool) (*Conn, error) {
-	select {
-	case p.dials <- struct{}{}:
-	default:
-		p.waiting.Add(1)
+// dialSlot dials a new client for the slot the caller just took (counted
+// in dialing and, with op, in dialingOps) and adds it to the pool; with op,
+// the caller's operation is counted on it. While an op caller waits for a
+// handshake turn and a client becomes live, the dial carries on in the
+// background and dialSlot returns (nil, nil): the caller picks again, and
+// runs at once on the live client.
+func (p *Pool) dialSlot(ctx context.Context, op bool) (*client, error) {
+	for {
+		p.mu.Lock()
+		changed := p.changed
+		p.mu.Unlock()
 		select {
 		case p.dials <- struct{}{}:
-			p.waiting.Add(-1)
-		case c := <-p.idle:
-			p.waiting.Add(-1)
-			<-p.slots
-			return p.checkout(ctx, c, probe)
+		case <-changed:
+			if !op {
+				continue
+			}
+			p.mu.Lock()
+			if p.isClosed {
+				p.unslot(op)
+				p.mu.Unlock()
+				return nil, ErrClosed
+			}
+			if p.leastLoaded() == nil {
+				p.mu.Unlock()
+				continue
+			}
+			p.dialingOps--
+			p.dialInBackground()
+			p.mu.Unlock()
+			return nil, nil
 		case <-ctx.Done():
-			p.waiting.Add(-1)
-			<-p.slots
+			p.mu.Lock()
+			p.unslot(op)
+			p.mu.Unlock()
 			return nil, fmt.Errorf("wait to dial ssh %s: %w", p.cfg.Addr, ctx.Err())
 		case <-p.closed:
-			p.waiting.Add(-1)
-			<-p.slots
+			p.mu.Lock()
+			p.unslot(op)
+			p.mu.Unlock()
 			return nil, ErrClosed
 		}
+		break
 	}
-	p.dialing.Add(1)
-	client, err := p.dialClient(ctx)
-	p.dialing.Add(-1)
+	p.mu.Lock()
+	p.connecting++
+	p.peakOpen = max(p.peakOpen, len(p.clients)+p.connecting)
+	p.mu.Unlock()
+	sc, err := p.dialClient(ctx)
 	<-p.dials
+	p.mu.Lock()
+	p.connecting--
+	if err != nil && p.isClosed {
+		p.unslot(op)
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
 	if err != nil {
-		<-p.slots
+		p.unslot(op)
+		p.mu.Unlock()
 		p.dialFailures.Add(1)
 		p.log.Warn("ssh dial failed", zap.Error(err))
 		return nil, fmt.Errorf("dial ssh %s@%s: %w", p.cfg.User, p.cfg.Addr, err)
 	}
-	c := newConn(client)
-	p.mu.Lock()
 	if p.isClosed {
+		p.unslot(op)
 		p.mu.Unlock()
-		_ = client.Close()
-		<-p.slots
+		_ = sc.Close()
 		return nil, ErrClosed
 	}
-	p.conns[c] = struct{}{}
+	p.dialing--
+	c := newClient(sc, p.now(), func(c *client) { p.discard(c, "transport closed") })
+	p.clients = append(p.clients, c)
+	if op {
+		p.dialingOps--
+		p.take(c)
+	}
+	p.broadcast()
+	open := len(p.slots)
 	p.mu.Unlock()
 	p.dialed.Add(1)
-	c.checkedOut.Store(true)
-	p.inUse.Add(1)
-	p.log.Debug("ssh connection established", zap.Int("open", len(p.slots)))
+	p.log.Debug("ssh connection established", zap.Int("open", open))
 	return c, nil
+}
+
+// dialInBackground dials a client for a slot already taken, owned by the
+// pool (Close cancels it), so that no operation waits for it while a live
+// client can carry it. Called with mu held.
+func (p *Pool) dialInBackground() {
+	p.bg.Add(1)
+	go func() {
+		defer p.bg.Done()
+		_, _ = p.dialSlot(p.ctx, false)
+	}()
+}
+
+// unslot gives back the slot of a dial that did not happen or failed, and
+// wakes the waiting operations (one of them may dial now). Called with mu
+// held.
+func (p *Pool) unslot(op bool) {
+	p.dialing--
+	if op {
+		p.dialingOps--
+	}
+	<-p.slots
+	p.broadcast()
 }
 
 // dialClient dials once more, after a short pause, if the first attempt was
@@ -98,6 +154,9 @@ func dial(ctx context.Context, cfg *Config, config *ssh.ClientConfig) (*ssh.Clie
 	tcp, err := cfg.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
+	}
+	if !cfg.DisableQuickAck {
+		tcp = withQuickAck(tcp)
 	}
 	deadline, _ := ctx.Deadline()
 	if err := tcp.SetDeadline(deadline); err != nil {

@@ -48,9 +48,9 @@ func TestDialTimeoutBoundsHandshake(t *testing.T) {
 	defer p.Close()
 
 	start := time.Now()
-	_, err = p.Get(context.Background())
+	err = p.Do(context.Background(), noop)
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Get from a silent server = %v; want a deadline error", err)
+		t.Fatalf("Do from a silent server = %v; want a deadline error", err)
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("handshake was not bounded by DialTimeout: %s", d)
@@ -66,8 +66,8 @@ func TestDialTimeoutBoundsHandshake(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start = time.Now()
-	if _, err := p2.Get(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Get with ctx deadline during handshake = %v", err)
+	if err := p2.Do(ctx, noop); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Do with ctx deadline during handshake = %v", err)
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("ctx did not interrupt the handshake: %s", d)
@@ -105,11 +105,10 @@ func TestDialRetriesOnceWhenCutOff(t *testing.T) {
 	cfg.DialContext = cutOffFirst
 	p := New(cfg)
 	defer p.Close()
-	c, err := p.Get(context.Background())
+	err = p.Do(context.Background(), noop)
 	if err != nil {
-		t.Fatalf("Get with the first dial cut off: %v", err)
+		t.Fatalf("Do with the first dial cut off: %v", err)
 	}
-	p.Put(c, false)
 	if n, st := dials.Load(), p.Stats(); n != 2 || st.DialFailures != 0 {
 		t.Fatalf("%d dials, pool %+v; want one retry and no failure", n, st)
 	}
@@ -119,8 +118,8 @@ func TestDialRetriesOnceWhenCutOff(t *testing.T) {
 	cfg.Auth = []ssh.AuthMethod{ssh.PublicKeys(newKey(t))}
 	p2 := New(cfg)
 	defer p2.Close()
-	if _, err := p2.Get(context.Background()); err == nil {
-		t.Fatal("Get with an unknown client key succeeded")
+	if err := p2.Do(context.Background(), noop); err == nil {
+		t.Fatal("Do with an unknown client key succeeded")
 	}
 	if n := dials.Load(); n != 11 {
 		t.Fatalf("%d dials after an authentication failure; want 1", n-10)

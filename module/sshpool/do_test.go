@@ -44,7 +44,9 @@ func ping(ctx context.Context, c *ssh.Client, socket string) error {
 
 func TestKilledConnectionsUnderWarmPoolCostNoError(t *testing.T) {
 	srv := startTestServer(t)
-	p := New(srv.Config(t))
+	cfg := srv.Config(t)
+	cfg.ChannelsPerConn = 1
+	p := New(cfg)
 	defer p.Close()
 	ctx := context.Background()
 
@@ -173,5 +175,49 @@ func TestIsConnectionError(t *testing.T) {
 		if got := IsConnectionError(err); got != want {
 			t.Errorf("IsConnectionError(%v) = %v; want %v", err, got, want)
 		}
+	}
+}
+
+// Every operation in flight on a client that dies is retried once, on a
+// new client that they share.
+func TestInFlightOperationsRetriedWhenTheirClientDies(t *testing.T) {
+	srv := startTestServer(t)
+	cfg := srv.Config(t)
+	cfg.MaxConns = 2
+	cfg.ChannelsPerConn = 4
+	p := New(cfg)
+	defer p.Close()
+
+	var calls atomic.Int64
+	started := make(chan struct{}, 4)
+	killed := make(chan struct{})
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			errs <- p.Do(context.Background(), func(ctx context.Context, c *ssh.Client) error {
+				if calls.Add(1) <= 4 {
+					started <- struct{}{}
+					<-killed
+					_ = c.Wait()
+				}
+				return ping(ctx, c, srv.socket)
+			})
+		}()
+	}
+	for range 4 {
+		<-started
+	}
+	if st := p.Stats(); st.Open != 1 || st.Channels != 4 {
+		t.Fatalf("4 operations in flight: %+v; want all on one client", st)
+	}
+	srv.KillAll()
+	close(killed)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatalf("Do with its client killed under it: %v", err)
+		}
+	}
+	if n, st := calls.Load(), p.Stats(); n != 8 || st.Retried != 4 || st.Dialed != 2 || st.Open != 1 {
+		t.Fatalf("fn ran %d times; pool %+v; want 8 runs, 4 retries sharing one new client", n, st)
 	}
 }

@@ -32,9 +32,9 @@ func TestUnknownHostKeyRefused(t *testing.T) {
 			cfg.HostKeys = writeKnownHosts(t, lines...)
 			p := New(cfg)
 			defer p.Close()
-			_, err := p.Get(context.Background())
+			err := p.Do(context.Background(), noop)
 			if !errors.Is(err, ErrHostKeyUnknown) || errors.Is(err, ErrHostKeyChanged) {
-				t.Fatalf("Get = %v; want ErrHostKeyUnknown", err)
+				t.Fatalf("Do = %v; want ErrHostKeyUnknown", err)
 			}
 			if !strings.Contains(err.Error(), "unknown") || !strings.Contains(err.Error(), "known_hosts") {
 				t.Fatalf("error does not say the key is unknown to known_hosts: %v", err)
@@ -52,9 +52,9 @@ func TestChangedHostKeyRefused(t *testing.T) {
 	cfg.HostKeys = writeKnownHosts(t, knownHostsLine(srv.Addr(), newKey(t).PublicKey()))
 	p := New(cfg)
 	defer p.Close()
-	_, err := p.Get(context.Background())
+	err := p.Do(context.Background(), noop)
 	if !errors.Is(err, ErrHostKeyChanged) || errors.Is(err, ErrHostKeyUnknown) {
-		t.Fatalf("Get = %v; want ErrHostKeyChanged", err)
+		t.Fatalf("Do = %v; want ErrHostKeyChanged", err)
 	}
 	if !strings.Contains(err.Error(), "CHANGED") || !strings.Contains(err.Error(), ssh.FingerprintSHA256(srv.hostKey.PublicKey())) {
 		t.Fatalf("error does not say the key changed, with the offered fingerprint: %v", err)
@@ -69,8 +69,8 @@ func TestRevokedHostKeyRefused(t *testing.T) {
 		"@revoked * "+string(ssh.MarshalAuthorizedKey(srv.hostKey.PublicKey())))
 	p := New(cfg)
 	defer p.Close()
-	if _, err := p.Get(context.Background()); !errors.Is(err, ErrHostKeyRevoked) {
-		t.Fatalf("Get = %v; want ErrHostKeyRevoked", err)
+	if err := p.Do(context.Background(), noop); !errors.Is(err, ErrHostKeyRevoked) {
+		t.Fatalf("Do = %v; want ErrHostKeyRevoked", err)
 	}
 }
 
@@ -118,11 +118,10 @@ func TestKnownHostsRestrictsHostKeyAlgorithms(t *testing.T) {
 			cfg.HostKeys = writeKnownHosts(t, knownHostsLine(srv.Addr(), key))
 			p := New(cfg)
 			defer p.Close()
-			c, err := p.Get(context.Background())
+			err := p.Do(context.Background(), noop)
 			if err != nil {
-				t.Fatalf("Get: %v", err)
+				t.Fatalf("Do: %v", err)
 			}
-			p.Put(c, false)
 		})
 	}
 }
@@ -184,11 +183,10 @@ func TestCertAuthorityHostKey(t *testing.T) {
 	cfg.HostKeys = writeKnownHosts(t, caLine)
 	p := New(cfg)
 	defer p.Close()
-	c, err := p.Get(context.Background())
+	err = p.Do(context.Background(), noop)
 	if err != nil {
-		t.Fatalf("Get from a host with a certificate signed by a known CA: %v", err)
+		t.Fatalf("Do from a host with a certificate signed by a known CA: %v", err)
 	}
-	p.Put(c, false)
 
 	// The CA key itself, offered as a plain host key, is not the host's key.
 	// (knownhosts v0.59 alone accepts it.)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,6 +71,10 @@ func (l *localPorts) has(port int) bool {
 	return l.ports[port]
 }
 
+// 200 operations in flight at once on one host, each holding a channel to
+// the Docker socket open: the pool never has more than MaxConns TCP
+// connections (its own accounting, and counted from inside the host), and a
+// health check run meanwhile answers at once, on a shared client.
 func TestIntegrationMaxConnsUnder200ConcurrentDo(t *testing.T) {
 	tb := testbed.Load(t)
 	host := tb.Host(t, 0)
@@ -85,17 +90,16 @@ func TestIntegrationMaxConnsUnder200ConcurrentDo(t *testing.T) {
 	samples := make(chan string, 1)
 	go func() {
 		out, _ := testbed.TryExec(host, "sh", "-c",
-			`for i in $(seq 250); do ss -Htn state established '( sport = :22 )'; echo --; sleep 0.01; done`)
+			`for i in $(seq 400); do ss -Htn state established '( sport = :22 )'; echo --; sleep 0.01; done`)
 		samples <- out
 	}()
 	time.Sleep(300 * time.Millisecond) // let the sampler start
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var failures atomic.Int64
+	var failures, holding atomic.Int64
 	var firstErr atomic.Value
-	var maxStats sshpool.Stats
-	var statsMu sync.Mutex
+	release := make(chan struct{})
 	var wg sync.WaitGroup
 	start := time.Now()
 	for range 200 {
@@ -103,15 +107,19 @@ func TestIntegrationMaxConnsUnder200ConcurrentDo(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			err := p.Do(ctx, func(ctx context.Context, c *ssh.Client) error {
-				st := p.Stats()
-				statsMu.Lock()
-				maxStats.Open = max(maxStats.Open, st.Open+st.Dialing)
-				maxStats.InUse = max(maxStats.InUse, st.InUse)
-				statsMu.Unlock()
 				if err := dockerPing(ctx, c); err != nil {
 					return err
 				}
-				time.Sleep(50 * time.Millisecond) // hold the connection: make the load overlap
+				ch, err := c.DialContext(ctx, "unix", "/var/run/docker.sock")
+				if err != nil {
+					return err
+				}
+				defer ch.Close()
+				holding.Add(1)
+				select { // hold the channel: make the load overlap
+				case <-release:
+				case <-ctx.Done():
+				}
 				return nil
 			})
 			if err != nil {
@@ -120,11 +128,28 @@ func TestIntegrationMaxConnsUnder200ConcurrentDo(t *testing.T) {
 			}
 		}()
 	}
+	for holding.Load()+failures.Load() < 200 && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	loaded := time.Since(start)
+	// A health check's Docker round trip while all 200 hold their channels.
+	var checks []time.Duration
+	for range 5 {
+		t0 := time.Now()
+		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+		err := p.Do(cctx, dockerPing)
+		ccancel()
+		if err != nil {
+			t.Errorf("health check with 200 operations in flight: %v", err)
+		}
+		checks = append(checks, time.Since(t0))
+	}
+	during := p.Stats()
+	close(release)
 	wg.Wait()
-	elapsed := time.Since(start)
 
 	if n := failures.Load(); n > 0 {
-		t.Fatalf("%d of 200 Do(ping) failed; first: %v", n, firstErr.Load())
+		t.Fatalf("%d of 200 Do(ping + held channel) failed; first: %v", n, firstErr.Load())
 	}
 	out := <-samples
 	maxOurs, maxAll, nSamples := 0, 0, 0
@@ -147,16 +172,23 @@ func TestIntegrationMaxConnsUnder200ConcurrentDo(t *testing.T) {
 		maxOurs, maxAll = max(maxOurs, ourCount), max(maxAll, allCount)
 	}
 	st := p.Stats()
-	t.Logf("200 Do(ping + 50ms hold) in %s; host-side samples %d: max %d of ours established (max %d from anyone); pool: max open %d, max in use %d; final %+v",
-		elapsed.Round(time.Millisecond), nSamples, maxOurs, maxAll, maxStats.Open, maxStats.InUse, st)
+	slowest := slices.Max(checks)
+	t.Logf("200 Do(ping + held channel) all in flight after %s; health checks meanwhile %v; host-side samples %d: max %d of ours established (max %d from anyone); pool during %+v; final %+v",
+		loaded.Round(time.Millisecond), checks, nSamples, maxOurs, maxAll, during, st)
 	if maxOurs > cfg.MaxConns {
 		t.Errorf("host saw %d of our connections at once; MaxConns is %d", maxOurs, cfg.MaxConns)
 	}
 	if maxOurs < 2 {
 		t.Errorf("host saw at most %d of our connections: sampling missed the load", maxOurs)
 	}
-	if maxStats.Open > cfg.MaxConns || maxStats.InUse > cfg.MaxConns || st.Dialed > int64(cfg.MaxConns) {
-		t.Errorf("pool went past MaxConns: max open %d, max in use %d, dialed %d", maxStats.Open, maxStats.InUse, st.Dialed)
+	if st.PeakOpen > cfg.MaxConns || st.Dialed > int64(cfg.MaxConns) {
+		t.Errorf("pool went past MaxConns: peak open %d, dialed %d", st.PeakOpen, st.Dialed)
+	}
+	if during.Channels < 200 {
+		t.Errorf("only %d operations in flight during the checks; want 200", during.Channels)
+	}
+	if slowest > 2*time.Second {
+		t.Errorf("a health check took %s with 200 operations in flight; want ≤ 2s", slowest)
 	}
 }
 
@@ -166,7 +198,9 @@ func TestIntegrationSSHDRestartUnderWarmPool(t *testing.T) {
 	tb := testbed.Load(t)
 	host := tb.Host(t, len(tb.Hosts)-1) // the last host: least likely to be busy with other tests
 	t.Cleanup(func() { testbed.Exec(t, host, "tb-sshd", "start") })
-	p := sshpool.New(tbConfig(t, tb, host))
+	cfg := tbConfig(t, tb, host)
+	cfg.ChannelsPerConn = 1 // so that warmPool opens as many clients as it holds operations
+	p := sshpool.New(cfg)
 	defer p.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -256,18 +290,29 @@ func TestIntegrationRefusedChannelKeepsConnection(t *testing.T) {
 	}
 }
 
+// warmPool runs n operations at once, so that a pool with ChannelsPerConn 1
+// opens n clients.
 func warmPool(t testing.TB, ctx context.Context, p *sshpool.Pool, n int) {
 	t.Helper()
-	conns := make([]*sshpool.Conn, 0, n)
+	var running sync.WaitGroup
+	running.Add(n)
+	errs := make(chan error, n)
 	for range n {
-		c, err := p.Get(ctx)
-		if err != nil {
+		go func() {
+			errs <- p.Do(ctx, func(context.Context, *ssh.Client) error {
+				running.Done()
+				running.Wait()
+				return nil
+			})
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
 			t.Fatalf("warm pool: %v", err)
 		}
-		conns = append(conns, c)
 	}
-	for _, c := range conns {
-		p.Put(c, false)
+	for p.Stats().Dialing > 0 && ctx.Err() == nil {
+		time.Sleep(time.Millisecond) // some were dialed in the background
 	}
 }
 

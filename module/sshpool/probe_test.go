@@ -5,39 +5,38 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 )
 
-func TestCheckoutDiscardsConnectionsThatMissKeepalive(t *testing.T) {
+func TestIdleClientsThatMissKeepaliveAreDiscarded(t *testing.T) {
 	srv := startTestServer(t)
 	cfg := srv.Config(t)
 	cfg.KeepaliveTimeout = 100 * time.Millisecond
+	cfg.ChannelsPerConn = 1
 	p := New(cfg)
 	defer p.Close()
 	clock := useFakeClock(p)
 	warm(t, p, 3)
 	clock.Advance(cfg.withDefaults().ProbeAfter)
 
-	// A silent host: the first idle connection's keepalive times out, and
-	// its idle siblings are dropped with it instead of costing a timeout each.
+	// A silent host: the first idle client's keepalive times out, and its
+	// idle siblings are dropped with it instead of costing a timeout each.
 	srv.muteKeepalive.Store(true)
 	start := time.Now()
-	c, err := p.Get(context.Background())
+	err := p.Do(context.Background(), func(ctx context.Context, c *ssh.Client) error { return ping(ctx, c, srv.socket) })
 	if err != nil {
-		t.Fatalf("Get: %v", err)
+		t.Fatalf("Do: %v", err)
 	}
-	defer p.Put(c, false)
 	if d := time.Since(start); d > 250*time.Millisecond {
-		t.Errorf("Get took %s; want about one KeepaliveTimeout", d)
+		t.Errorf("Do took %s; want about one KeepaliveTimeout", d)
 	}
 	if st := p.Stats(); st.ProbeFailures != 1 || st.Discarded != 3 || st.Dialed != 4 || st.Open != 1 {
-		t.Fatalf("pool %+v; want the silent connections discarded and a new one dialed", st)
-	}
-	if err := ping(context.Background(), c.Client(), srv.socket); err != nil {
-		t.Fatalf("ping over the replacement: %v", err)
+		t.Fatalf("pool %+v; want the silent clients discarded and a new one dialed", st)
 	}
 }
 
-func TestRecentlyUsedConnectionIsNotProbed(t *testing.T) {
+func TestRecentlyUsedClientIsNotProbed(t *testing.T) {
 	srv := startTestServer(t)
 	cfg := srv.Config(t)
 	cfg.KeepaliveTimeout = 100 * time.Millisecond
@@ -45,48 +44,38 @@ func TestRecentlyUsedConnectionIsNotProbed(t *testing.T) {
 	p := New(cfg)
 	defer p.Close()
 	clock := useFakeClock(p)
-	warm(t, p, 1)
+	if err := p.Do(context.Background(), noop); err != nil {
+		t.Fatal(err)
+	}
 
 	// Keepalives go unanswered from now on: a probe would fail.
 	srv.muteKeepalive.Store(true)
 	clock.Advance(999 * time.Millisecond)
-	c, err := p.Get(context.Background())
-	if err != nil {
+	if err := p.Do(context.Background(), noop); err != nil {
 		t.Fatal(err)
 	}
-	p.Put(c, false)
 	if st := p.Stats(); st.ProbeFailures != 0 || st.Dialed != 1 {
-		t.Fatalf("pool %+v; want the connection put back 999ms ago handed out unprobed", st)
+		t.Fatalf("pool %+v; want the client used 999ms ago used unprobed", st)
+	}
+
+	// A client busy with another operation is not probed either: it is in use.
+	var h holder
+	h.hold(t, p, 1)
+	clock.Advance(2 * time.Second)
+	if err := p.Do(context.Background(), noop); err != nil {
+		t.Fatal(err)
+	}
+	h.releaseAll()
+	if st := p.Stats(); st.ProbeFailures != 0 || st.Dialed != 1 {
+		t.Fatalf("pool %+v; want the busy client shared unprobed", st)
 	}
 
 	clock.Advance(time.Second)
-	c, err = p.Get(context.Background())
-	if err != nil {
+	if err := p.Do(context.Background(), noop); err != nil {
 		t.Fatal(err)
 	}
-	p.Put(c, false)
 	if st := p.Stats(); st.ProbeFailures != 1 || st.Dialed != 2 {
-		t.Fatalf("pool %+v; want the connection idle for 1s probed, found silent, replaced", st)
-	}
-
-	// A transport that closed is caught without a probe.
-	clock.Advance(0)
-	srv.KillAll()
-	waitFor(t, func() bool { return p.Stats().Idle == 1 })
-	waitFor(t, func() bool {
-		c := <-p.idle
-		dead := c.Dead()
-		p.idle <- c
-		return dead
-	})
-	srv.muteKeepalive.Store(false)
-	c, err = p.Get(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Put(c, false)
-	if st := p.Stats(); st.ProbeFailures != 2 || st.Dialed != 3 {
-		t.Fatalf("pool %+v; want the closed connection discarded", st)
+		t.Fatalf("pool %+v; want the client idle for 1s probed, found silent, replaced", st)
 	}
 }
 

@@ -34,7 +34,7 @@ func Figures(sessions *session.Manager, orch *hosts.Orchestrator) metrics.Figure
 			continue
 		}
 		st := e.Pool.Stats()
-		f.SSH = append(f.SSH, metrics.SSHFigure{Host: h.Name(), Open: st.Open, InUse: st.InUse,
+		f.SSH = append(f.SSH, metrics.SSHFigure{Host: h.Name(), Open: st.Open, Busy: st.Busy, Channels: st.Channels,
 			Waiting: st.Waiting, Dialed: st.Dialed, DialFailures: st.DialFailures})
 	}
 	return f

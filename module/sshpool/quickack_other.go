@@ -1,0 +1,7 @@
+//go:build !linux
+
+package sshpool
+
+const haveQuickAck = false
+
+func setQuickAck(uintptr) {}
