@@ -61,8 +61,8 @@ type Session struct {
 	// Not stored: runtime bookkeeping, guarded by the Manager's lock.
 	slotHeld bool
 	cancel   context.CancelFunc
-	expiry   *time.Timer
-	claim    *time.Timer // the unclaimed grace (armClaimLocked)
+	expiry   Timer
+	claim    Timer // the unclaimed grace (armClaimLocked)
 }
 
 // Addr is host:port of the session's noVNC endpoint, "" until known.
@@ -76,6 +76,16 @@ func (s *Session) Addr() string {
 func (s *Session) enter(st State, now time.Time) {
 	s.State = st
 	s.Stages = append(s.Stages, Stage{State: st, At: now.UTC()})
+}
+
+// passed reports whether s has been in state st.
+func (s *Session) passed(st State) bool {
+	for _, g := range s.Stages {
+		if g.State == st {
+			return true
+		}
+	}
+	return false
 }
 
 // snapshot copies the exported fields, for use outside the lock.
