@@ -72,7 +72,12 @@ func (m *Manager) drainQueue() {
 		// (startOn), and scheduling is entered once that is ours.
 		head.Host, head.PubHostname = h.Name(), h.Config().PubHostname
 		m.mu.Unlock()
-		m.spawn("create "+head.ID, func() { m.create(ctx, head, h) })
+		// The host's line for a Docker start is joined here, so that it
+		// keeps the queue's order.
+		tk := m.work.enqueue(h.Name(), startLane, h.Config().DockerConcurrency, head)
+		if !m.trySpawn("create "+head.ID, func() { m.create(ctx, head, h, tk) }) {
+			tk.cancel()
+		}
 	}
 }
 
@@ -87,13 +92,13 @@ func (m *Manager) setBlocked(b bool) {
 
 // create runs the creation flow on h, moving to the next healthy host when
 // a host fails, up to MaxAttempts hosts.
-func (m *Manager) create(ctx context.Context, s *Session, h *hosts.Host) {
+func (m *Manager) create(ctx context.Context, s *Session, h *hosts.Host, tk *ticket) {
 	opts := m.options()
 	tried := map[string]bool{}
 	var lastErr error
 	for attempt := 1; ; attempt++ {
 		tried[h.Name()] = true
-		err := m.startOn(ctx, s, h, opts)
+		err := m.startOn(ctx, s, h, tk, opts)
 		if err == nil {
 			return
 		}
@@ -128,6 +133,7 @@ func (m *Manager) create(ctx context.Context, s *Session, h *hosts.Host) {
 		s.Host, s.PubHostname, s.ContainerID, s.Port, s.VNCPort = next.Name(), next.Config().PubHostname, "", 0, 0
 		m.mu.Unlock()
 		h = next
+		tk = m.work.enqueue(h.Name(), startLane, h.Config().DockerConcurrency, s)
 	}
 	m.fail(s, lastErr)
 }
@@ -143,26 +149,27 @@ const runTimeout = 60 * time.Second
 // startOn makes the container on h and waits for its desktop. On failure
 // it removes what it made; each cleanup step is guarded on its own so that
 // the returned error is the root cause.
-func (m *Manager) startOn(ctx context.Context, s *Session, h *hosts.Host, opts Options) error {
+func (m *Manager) startOn(ctx context.Context, s *Session, h *hosts.Host, tk *ticket, opts Options) error {
 	// One snapshot of the host's settings for the whole attempt: a reload
 	// may replace them meanwhile, and the container, its published address
 	// and the address the proxy dials must come from the same config.
 	hc := h.Config()
+	// Wait for a Docker start slot of the host, visibly queued.
+	sl, err := tk.wait(ctx, func(pos int) { m.queuedForHost(s, h.Name(), pos) })
+	if err != nil {
+		return err // only ctx ends the wait: destroyed or shutting down
+	}
 	// A DNS pub_hostname without bind_address: publish on what it resolves
 	// to now, the address the proxy will dial (see config.Host.BindAddress).
 	bind, err := hc.Bind(ctx, nil)
 	if err != nil {
+		sl.release(-1)
 		return fmt.Errorf("start container on %s: %w", h.Name(), err)
-	}
-	// Wait for a Docker start slot of the host, visibly queued.
-	sl, err := m.work.acquire(ctx, h.Name(), startLane, hc.DockerConcurrency, s, func(pos int) { m.queuedForHost(s, h.Name(), pos) })
-	if err != nil {
-		return err // only ctx ends the wait: destroyed or shutting down
 	}
 	m.mu.Lock()
 	if s.State.Terminal() {
 		m.mu.Unlock()
-		sl.release(0)
+		sl.release(-1)
 		return context.Canceled
 	}
 	now := m.now()
@@ -186,7 +193,7 @@ func (m *Manager) startOn(ctx context.Context, s *Session, h *hosts.Host, opts O
 	cancel()
 	took := m.now().Sub(began)
 	if err != nil {
-		took = 0 // a failure says nothing about how fast the host starts
+		took = -1 // a failure says nothing about how fast the host starts
 	}
 	sl.release(took)
 	if err != nil {
@@ -415,7 +422,7 @@ func (m *Manager) removeContainer(h *hosts.Host, id string, opts Options) {
 		rctx, cancel := m.timeout(ctx, opts.StopTimeout+30*time.Second)
 		err = m.rt(h).Remove(rctx, id, opts.StopTimeout)
 		cancel()
-		sl.release(0)
+		sl.release(-1)
 	}
 	if err != nil {
 		// The reaper removes it as an orphan once the host answers again.

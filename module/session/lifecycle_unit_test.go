@@ -30,11 +30,12 @@ func TestUnitLifecycle(t *testing.T) {
 		list[0].Labels[session.LabelInstance] != instance || list[0].Labels[session.LabelUser] != "u1" {
 		t.Fatalf("containers on h1: %+v (session %+v)", list, v)
 	}
-	if rec, ok := u.store.recs["u1"]; !ok || rec.ContainerID != v.ContainerID || rec.State != session.WaitingForDesktop {
+	if rec, ok := u.record("u1"); !ok || rec.ContainerID != v.ContainerID || rec.State != session.WaitingForDesktop {
 		t.Fatalf("stored record %+v", rec)
 	}
 	u.prober.SetReady(v.Addr(), true)
 	u.advanceUntil("ready", 100*time.Millisecond, func() bool { return u.view("u1").State == session.Ready })
+	u.until("session_ready", func() bool { return u.countEvents("u1", events.SessionReady) == 1 })
 	v = u.view("u1")
 	if got := states(v); got != "queued>scheduling>starting>waiting_for_desktop>ready" {
 		t.Fatalf("stages %s", got)
@@ -62,8 +63,8 @@ func TestUnitLifecycle(t *testing.T) {
 	u.advanceUntil("expiry", time.Second, func() bool { return u.view("u1").State == session.Expired })
 	u.settled()
 	u.until("session_expired", func() bool { return u.countEvents("u1", events.SessionExpired) > 0 })
-	if n := len(u.host("h1").Containers()); n != 0 || u.active("h1") != 0 || len(u.store.recs) != 0 {
-		t.Fatalf("after expiry: %d containers, %d slots, %d records", n, u.active("h1"), len(u.store.recs))
+	if n := len(u.host("h1").Containers()); n != 0 || u.active("h1") != 0 || u.records() != 0 {
+		t.Fatalf("after expiry: %d containers, %d slots, %d records", n, u.active("h1"), u.records())
 	}
 	want := []string{events.SessionQueued, events.SessionCreated, events.SessionReady, events.SessionTimerStarted, events.SessionExpired}
 	if got := u.eventTypes("u1"); !slices.Equal(got, want) {
@@ -125,7 +126,7 @@ func TestUnitDestroyInEachStage(t *testing.T) {
 			return g
 		},
 		"waiting_for_desktop": func(u *unit) *gate {
-			u.prober.All = false
+			u.prober.SetAll(false)
 			u.create("u1")
 			u.waitState("u1", session.WaitingForDesktop)
 			return nil
@@ -156,7 +157,7 @@ func TestUnitDestroyInEachStage(t *testing.T) {
 					t.Fatalf("container %s of the destroyed session is still there", c.Name)
 				}
 			}
-			if _, ok := u.store.recs["u1"]; ok {
+			if _, ok := u.record("u1"); ok {
 				t.Fatal("the record of the destroyed session is still stored")
 			}
 			if n := u.countEvents("u1", events.SessionDestroyed); n != 1 {
@@ -284,7 +285,7 @@ func TestUnitStop(t *testing.T) {
 	u.ready("u1")
 	u.ready("u2")
 	u.m.Stop(context.Background(), false)
-	if len(u.store.recs) != 2 || len(u.host("h1").Containers())+len(u.host("h2").Containers()) != 2 {
+	if u.records() != 2 || len(u.host("h1").Containers())+len(u.host("h2").Containers()) != 2 {
 		t.Fatal("stop with keep lost sessions")
 	}
 	if _, _, err := u.m.Create("u3", ""); !errors.Is(err, session.ErrStopped) {
@@ -297,8 +298,8 @@ func TestUnitStop(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	u2.m.Stop(ctx, true)
-	if n := len(u2.host("h1").Containers()) + len(u2.host("h2").Containers()); n != 0 || len(u2.store.recs) != 0 {
-		t.Fatalf("stop with destroy left %d containers, %d records", n, len(u2.store.recs))
+	if n := len(u2.host("h1").Containers()) + len(u2.host("h2").Containers()); n != 0 || u2.records() != 0 {
+		t.Fatalf("stop with destroy left %d containers, %d records", n, u2.records())
 	}
 	if u2.countEvents("u1", events.SessionDestroyed) != 1 {
 		t.Fatalf("events %v", u2.eventTypes("u1"))

@@ -110,6 +110,20 @@ func (u *unit) restart() {
 	u.start()
 }
 
+// record is the stored record of user's session.
+func (u *unit) record(user string) (session.Session, bool) {
+	u.store.mu.Lock()
+	defer u.store.mu.Unlock()
+	r, ok := u.store.recs[user]
+	return r, ok
+}
+
+func (u *unit) records() int {
+	u.store.mu.Lock()
+	defer u.store.mu.Unlock()
+	return len(u.store.recs)
+}
+
 func (u *unit) host(name string) *sessiontest.Runtime { return u.cluster.Host(name) }
 
 // until waits (in real time, at most 5 s) for cond; the fake clock does not
@@ -266,4 +280,8 @@ func orphan(t *testing.T, rt *sessiontest.Runtime, name string, created time.Tim
 		t.Fatal(err)
 	}
 	return c
+}
+
+func dockerSpec(name string, labels map[string]string) docker.RunSpec {
+	return docker.RunSpec{Name: name, Image: "rd-tiny", Labels: labels}
 }

@@ -67,43 +67,88 @@ type slot struct {
 }
 
 // acquire waits for a place in the host's lane of that kind, whose limit is
-// max (≤ 0: the default; -1: none). onWait runs, once and outside any lock,
+// max (0: the default; -1: none). onWait runs, once and outside any lock,
 // when the caller has to wait (with its position). Only ctx ends the wait.
 func (w *work) acquire(ctx context.Context, host string, kind laneKind, max int, s *Session, onWait func(pos int)) (*slot, error) {
+	return w.enqueue(host, kind, max, s).wait(ctx, onWait)
+}
+
+// ticket is a place in a lane's line, taken before waiting for it so that
+// the dispatcher's order is the lane's order.
+type ticket struct {
+	w   *work
+	key laneKey
+	wt  *waiter // nil: granted at once
+}
+
+// enqueue takes a place in the lane: the slot at once if one is free and
+// nobody waits, else a place at the end of the line.
+func (w *work) enqueue(host string, kind laneKind, max int, s *Session) *ticket {
 	key := laneKey{host, kind}
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	l := w.laneLocked(key, max)
 	if len(l.waiting) == 0 && l.free() {
 		l.held++
-		w.mu.Unlock()
-		return &slot{w: w, key: key}, nil
+		return &ticket{w: w, key: key}
 	}
 	wt := &waiter{s: s, ready: make(chan struct{})}
 	l.waiting = append(l.waiting, wt)
-	pos := len(l.waiting)
-	w.mu.Unlock()
+	return &ticket{w: w, key: key, wt: wt}
+}
+
+// wait waits for the ticket's slot (see acquire).
+func (t *ticket) wait(ctx context.Context, onWait func(pos int)) (*slot, error) {
+	w, wt := t.w, t.wt
+	if wt == nil {
+		return &slot{w: w, key: t.key}, nil
+	}
 	if onWait != nil {
-		onWait(pos)
+		w.mu.Lock()
+		pos := 0
+		if !wt.given {
+			pos = w.lanes[t.key].positionLocked(wt)
+		}
+		w.mu.Unlock()
+		if pos > 0 {
+			onWait(pos)
+		}
 	}
 	select {
 	case <-wt.ready:
-		return &slot{w: w, key: key}, nil
+		return &slot{w: w, key: t.key}, nil
 	case <-ctx.Done():
 		w.mu.Lock()
 		if wt.given { // handed over as we gave up: pass it on
 			w.mu.Unlock()
-			(&slot{w: w, key: key}).release(0)
+			(&slot{w: w, key: t.key}).release(-1)
 			return nil, ctx.Err()
 		}
-		for i, o := range l.waiting {
-			if o == wt {
-				l.waiting = append(l.waiting[:i], l.waiting[i+1:]...)
-				break
-			}
+		l := w.lanes[t.key]
+		if i := l.positionLocked(wt); i > 0 {
+			l.waiting = append(l.waiting[:i-1], l.waiting[i:]...)
 		}
 		w.mu.Unlock()
 		return nil, ctx.Err()
 	}
+}
+
+// cancel gives up a ticket that will never be waited on.
+func (t *ticket) cancel() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if sl, err := t.wait(ctx, nil); err == nil {
+		sl.release(-1)
+	}
+}
+
+func (l *lane) positionLocked(wt *waiter) int {
+	for i, o := range l.waiting {
+		if o == wt {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 // laneLocked returns the lane, made or updated to max (a reload may change
@@ -126,7 +171,7 @@ func (w *work) laneLocked(key laneKey, max int) *lane {
 func (l *lane) free() bool { return l.max < 0 || l.held < l.limit }
 
 // release gives the place back, with how long the work took when it was a
-// container start that the host answered (0 otherwise), and hands free
+// container start that the host answered (< 0 otherwise), and hands free
 // places to the waiters in order. Releasing twice is a no-op.
 func (sl *slot) release(took time.Duration) {
 	sl.once.Do(func() {
@@ -135,7 +180,7 @@ func (sl *slot) release(took time.Duration) {
 		defer w.mu.Unlock()
 		l := w.lanes[sl.key]
 		l.held--
-		if sl.key.kind == startLane && took > 0 && l.max > 0 {
+		if sl.key.kind == startLane && took >= 0 && l.max > 0 {
 			switch {
 			case took > slowStart:
 				l.limit = max(1, l.limit/2)
