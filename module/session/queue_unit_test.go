@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -201,5 +202,43 @@ func TestUnitLaneAdaptsToStartLatency(t *testing.T) {
 	u.ready("u4")
 	if limit, _, _, _ := session.LaneStats(u.m, "h1"); limit != 3 {
 		t.Fatalf("after two fast starts the limit is %d, want 3", limit)
+	}
+}
+
+// A host that is slow to answer a check of a booting desktop is busy, not
+// broken: a few unanswered checks in a row are tolerated, more fail the
+// attempt.
+func TestUnitInspectFailuresTolerated(t *testing.T) {
+	u := newUnit(t, unitConfig{hosts: 2, notReady: true})
+	var mu sync.Mutex
+	failing := 2
+	busy := func(_ context.Context, method string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if method == "inspect" && failing > 0 {
+			failing--
+			return errors.New("timed out")
+		}
+		return nil
+	}
+	u.host("h1").Hook = busy
+	u.host("h2").Hook = busy
+	u.create("u1")
+	v := u.waitState("u1", session.WaitingForDesktop)
+	u.advanceUntil("three checks", 500*time.Millisecond, func() bool { return u.host(v.Host).Calls("inspect") >= 3 })
+	u.prober.SetReady(v.Addr(), true)
+	u.advanceUntil("ready", 100*time.Millisecond, func() bool { return u.view("u1").State == session.Ready })
+	if w := u.view("u1"); w.Host != v.Host || !u.hosts.Healthy(v.Host) {
+		t.Fatalf("two unanswered checks moved the session (%s → %s) or the host left rotation", v.Host, w.Host)
+	}
+
+	mu.Lock()
+	failing = 1000
+	mu.Unlock()
+	u.create("u2")
+	v = u.waitState("u2", session.WaitingForDesktop)
+	u.advanceUntil("the attempt to fail", 500*time.Millisecond, func() bool { return u.view("u2").Host != v.Host })
+	if u.hosts.Healthy(v.Host) {
+		t.Fatal("a host that answered no check stayed in rotation")
 	}
 }

@@ -215,7 +215,7 @@ func (w *work) position(s *Session) int {
 	return 0
 }
 
-// limit reports a lane's current limit and the work held and waiting in it.
+// stats reports a lane's current limit and the work held and waiting in it.
 func (w *work) stats(host string, kind laneKind) (limit, held, waiting int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
