@@ -49,7 +49,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	            max_sessions <n>             # default 50; -1: no limit
 //	            bind_address <ip>
 //	            docker_socket <path>     # default /var/run/docker.sock
-//	            docker_concurrency <n>       # Docker starts (and removals) in flight; default 4; -1: no limit
+//	            docker_concurrency <n>       # Docker starts (and removals) in flight; default 8; -1: no limit
 //	        }
 //	        memory_limit       <size>        # container_defaults
 //	        shm_size           <size>
