@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"sort"
 	"sync"
 	"time"
@@ -101,28 +100,6 @@ type Manager struct {
 	started  bool
 }
 
-// Seams are the manager's ties to the world outside it: the hosts'
-// container engines, the readiness probe and the clock. A zero field takes
-// the real one; unit tests pass the fakes of package sessiontest.
-type Seams struct {
-	Runtime RuntimeFunc // default EngineRuntime
-	Prober  Prober      // default an HTTPProber with a 2 s timeout, no redirects
-	Clock   Clock       // default RealClock
-}
-
-func (s *Seams) setDefaults() {
-	if s.Runtime == nil {
-		s.Runtime = EngineRuntime
-	}
-	if s.Prober == nil {
-		s.Prober = HTTPProber{Client: &http.Client{Timeout: 2 * time.Second,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
-	}
-	if s.Clock == nil {
-		s.Clock = RealClock{}
-	}
-}
-
 // New makes a manager; nothing runs until Start.
 func New(h *hosts.Orchestrator, ev *events.Log, store Store, opts Options, seams Seams, logger *zap.Logger) *Manager {
 	if logger == nil {
@@ -138,19 +115,6 @@ func New(h *hosts.Orchestrator, ev *events.Log, store Store, opts Options, seams
 		kick:   make(chan struct{}, 1),
 		loaded: make(chan struct{}),
 		opts:   opts, sessions: map[string]*Session{}, ended: map[string]*Session{}, removing: map[string]bool{},
-	}
-}
-
-func (m *Manager) now() time.Time { return m.clock.Now() }
-
-// timeout is context.WithTimeout on the manager's clock: it bounds one
-// answer from a host (never time spent in our own queues).
-func (m *Manager) timeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	t := m.clock.AfterFunc(d, func() { cancel(context.DeadlineExceeded) })
-	return ctx, func() {
-		t.Stop()
-		cancel(context.Canceled)
 	}
 }
 

@@ -10,7 +10,9 @@ import (
 )
 
 // State of a session. A session walks queued → scheduling → starting →
-// waiting_for_desktop → ready and ends destroyed, expired or failed.
+// waiting_for_desktop → ready and ends destroyed, expired or failed. It
+// stays queued while it waits for a host slot or for its host's Docker
+// start slot (see work); a retry on another host is queued again there.
 type State string
 
 // States.
