@@ -90,12 +90,14 @@ type Host struct {
 	DockerSocket string `yaml:"docker_socket" json:"docker_socket,omitempty"`
 
 	// Beyond the seed: the most container starts (create + start) Caddy
-	// has in flight on this host at once, and separately the most
-	// removals. More creates wait in the queue, in order, with their
-	// position shown to the player; waiting there never counts against the
-	// host (its timeouts start once a start is under way). When starts get
-	// slow (over 15 s) the limit in use halves and grows back as they
-	// speed up again, as JupyterHub's concurrent_spawn_limit bounds spawns.
+	// has in flight on this host at once, as JupyterHub's
+	// concurrent_spawn_limit bounds spawns; removals have their own lane of
+	// twice as many, so a rush of creates never holds them up. More creates
+	// wait in the queue, in order, with their position shown to the
+	// player; waiting there never counts against the host (its timeouts
+	// start once a start is under way). When starts near their 60 s
+	// timeout (over 30 s) the limit in use halves, and it grows back once
+	// they take under 15 s.
 	// -1 means no limit. Default: 8 (measured on a busy 2-core test-bed
 	// host, 16 starts at once took 184 s one at a time, 44 s four at a
 	// time, 31 s at 8 and 28 s at 16: past 8, more at once adds little).

@@ -195,7 +195,10 @@ func (m *Manager) startOn(ctx context.Context, s *Session, h *hosts.Host, tk *ti
 	if err != nil {
 		took = -1 // a failure says nothing about how fast the host starts
 	}
-	sl.release(took)
+	if limit, changed := sl.release(took); changed {
+		m.logger.Info("container starts on this host are slow; fewer at once until they speed up, or more again",
+			zap.String("host", h.Name()), zap.Duration("took", took), zap.Int("at_once", limit))
+	}
 	if err != nil {
 		if ctx.Err() == nil && context.Cause(rctx) == context.DeadlineExceeded {
 			err = fmt.Errorf("%w (no answer within %v)", err, runTimeout)

@@ -171,8 +171,8 @@ func TestUnitRemovalsNotStarvedByCreates(t *testing.T) {
 	})
 }
 
-// A lane whose starts get slow halves its limit, and grows back as they
-// speed up; a changed docker_concurrency applies at once.
+// A lane whose starts near their timeout halves its limit, and grows back
+// as they speed up.
 func TestUnitLaneAdaptsToStartLatency(t *testing.T) {
 	u := newUnit(t, unitConfig{concurrency: 4})
 	slow := true
@@ -182,7 +182,7 @@ func TestUnitLaneAdaptsToStartLatency(t *testing.T) {
 		s := slow
 		mu.Unlock()
 		if method == "run" && s {
-			go u.clock.Advance(session.RunTimeout / 2) // a 30 s start
+			go u.clock.Advance(session.RunTimeout*2/3 - time.Second) // a 39 s start: near its timeout
 			time.Sleep(2 * time.Millisecond)
 		}
 		return nil
