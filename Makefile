@@ -46,9 +46,17 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-## unit: the tests that need no test bed (integration tests skip, loudly)
+## unit: the tests that need no test bed (integration tests skip, loudly, even
+## when a bed is up); module/session's coverage from them must stay >= SESSION_COVER_MIN %
+SESSION_COVER_MIN ?= 70
+UNIT_ENV := RD_TESTBED=$(CURDIR)/out/no-testbed.json RD_TESTBED_REQUIRED=
 unit:
-	$(GOTEST) ./...
+	@mkdir -p out
+	$(UNIT_ENV) $(GOTEST) $$($(GO) list ./... | grep -vx '$(MODULE)/module/session')
+	$(UNIT_ENV) $(GOTEST) -coverprofile=out/session.cover ./module/session
+	@$(GO) tool cover -func=out/session.cover | awk '/^total:/ { sub("%", "", $$3); \
+		printf "module/session coverage without the test bed: %s%% (at least $(SESSION_COVER_MIN)%%)\n", $$3; \
+		if ($$3 + 0 < $(SESSION_COVER_MIN)) { print "coverage of module/session is below $(SESSION_COVER_MIN)%"; exit 1 } }'
 
 ## test: lint, build, bring up the test bed, run every test with -race
 test: lint build xcaddy-check testbed-up browser-deps monitoring-deps

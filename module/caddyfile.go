@@ -49,6 +49,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	            max_sessions <n>             # default 50; -1: no limit
 //	            bind_address <ip>
 //	            docker_socket <path>     # default /var/run/docker.sock
+//	            docker_concurrency <n>       # Docker starts (and removals) in flight; default 8; -1: no limit
 //	        }
 //	        memory_limit       <size>        # container_defaults
 //	        shm_size           <size>
@@ -215,6 +216,13 @@ func (a *App) unmarshalHost(d *caddyfile.Dispenser) error {
 			err = stringArg(d, &h.BindAddress)
 		case "docker_socket":
 			err = stringArg(d, &h.DockerSocket)
+		case "docker_concurrency":
+			var v string
+			if err = stringArg(d, &v); err == nil {
+				if h.DockerConcurrency, err = strconv.Atoi(v); err != nil || h.DockerConcurrency < -1 {
+					err = d.Errf("docker_concurrency: %q is not a whole number, or -1 for no limit", v)
+				}
+			}
 		default:
 			return d.Errf("unrecognized host option '%s'", key)
 		}

@@ -61,7 +61,7 @@ func newRuntime(a *App, store storageStore) *runtime {
 		logger:   a.logger,
 		events:   ev,
 		hosts:    orch,
-		sessions: session.New(orch, ev, store, sessionOptions(a), a.logger.Named("sessions")),
+		sessions: session.New(orch, ev, store, sessionOptions(a), session.Seams{}, a.logger.Named("sessions")),
 		store:    store,
 	}
 }

@@ -78,9 +78,6 @@ func New(size int, logger *zap.Logger) *Log {
 	return &Log{logger: logger, now: time.Now, ring: make([]Event, size), subs: map[*Subscription]struct{}{}}
 }
 
-// SetClock replaces the time source (tests).
-func (l *Log) SetClock(now func() time.Time) { l.now = now }
-
 // Emit records e (ID and Time are set here; Level defaults to info), writes
 // it to the zap log, and hands it to every listener without waiting for any.
 func (l *Log) Emit(e Event) Event {

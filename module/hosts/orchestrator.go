@@ -122,9 +122,6 @@ func New(ev *events.Log, logger *zap.Logger) *Orchestrator {
 	return &Orchestrator{events: ev, logger: logger, now: time.Now, freed: make(chan struct{})}
 }
 
-// SetClock replaces the time source (tests).
-func (o *Orchestrator) SetClock(now func() time.Time) { o.now = now }
-
 // SetHosts replaces the host list (start-up and config reload). A host whose
 // name and ConnKey are unchanged keeps its state, counts and engine; the
 // returned hosts are the ones whose engines are no longer used, for the
@@ -253,6 +250,13 @@ func (o *Orchestrator) signalFreedLocked() {
 // failed; the probe loop brings it back when its checks pass again.
 func (o *Orchestrator) MarkUnhealthy(name, reason string) {
 	o.setHealth(name, Unhealthy, reason, nil)
+}
+
+// MarkHealthy puts a host in rotation without checking it: for hosts whose
+// containers run on a fake runtime (the session package's unit tests, see
+// package sessiontest), which the real checks cannot reach.
+func (o *Orchestrator) MarkHealthy(name string) {
+	o.setHealth(name, Healthy, "", nil)
 }
 
 // setHealth records a health change and emits host_unhealthy or

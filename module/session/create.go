@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"go.uber.org/zap"
@@ -69,13 +68,16 @@ func (m *Manager) drainQueue() {
 		ctx, cancel := context.WithCancel(m.ctx)
 		head.cancel = cancel
 		head.slotHeld = true
+		// Still queued: next comes the host's queue for a Docker start
+		// (startOn), and scheduling is entered once that is ours.
 		head.Host, head.PubHostname = h.Name(), h.Config().PubHostname
-		now := m.now()
-		head.enter(Scheduling, now)
-		waited := now.Sub(head.CreatedAt)
 		m.mu.Unlock()
-		metrics.QueueWait(waited)
-		m.spawn("create "+head.ID, func() { m.create(ctx, head, h) })
+		// The host's line for a Docker start is joined here, so that it
+		// keeps the queue's order.
+		tk := m.work.enqueue(h.Name(), startLane, h.Config().DockerConcurrency, head)
+		if !m.trySpawn("create "+head.ID, func() { m.create(ctx, head, h, tk) }) {
+			tk.cancel()
+		}
 	}
 }
 
@@ -90,13 +92,13 @@ func (m *Manager) setBlocked(b bool) {
 
 // create runs the creation flow on h, moving to the next healthy host when
 // a host fails, up to MaxAttempts hosts.
-func (m *Manager) create(ctx context.Context, s *Session, h *hosts.Host) {
+func (m *Manager) create(ctx context.Context, s *Session, h *hosts.Host, tk *ticket) {
 	opts := m.options()
 	tried := map[string]bool{}
 	var lastErr error
 	for attempt := 1; ; attempt++ {
 		tried[h.Name()] = true
-		err := m.startOn(ctx, s, h, opts)
+		err := m.startOn(ctx, s, h, tk, opts)
 		if err == nil {
 			return
 		}
@@ -109,9 +111,9 @@ func (m *Manager) create(ctx context.Context, s *Session, h *hosts.Host) {
 			break
 		}
 		m.logger.Warn("session creation failed on host", zap.String("host", h.Name()), zap.String("user", s.User), zap.Error(err))
-		if !hosts.Busy(err) {
-			m.hosts.MarkUnhealthy(h.Name(), "session creation failed: "+err.Error())
-		}
+		// A real answer of the host's: our own queues never fail a
+		// creation (waiting for a slot has no timeout).
+		m.hosts.MarkUnhealthy(h.Name(), "session creation failed: "+err.Error())
 		m.releaseSlot(s)
 		if attempt >= opts.MaxAttempts {
 			break
@@ -129,9 +131,9 @@ func (m *Manager) create(ctx context.Context, s *Session, h *hosts.Host) {
 		}
 		s.slotHeld = true
 		s.Host, s.PubHostname, s.ContainerID, s.Port, s.VNCPort = next.Name(), next.Config().PubHostname, "", 0, 0
-		s.enter(Scheduling, m.now())
 		m.mu.Unlock()
 		h = next
+		tk = m.work.enqueue(h.Name(), startLane, h.Config().DockerConcurrency, s)
 	}
 	m.fail(s, lastErr)
 }
@@ -140,51 +142,67 @@ func (m *Manager) create(ctx context.Context, s *Session, h *hosts.Host) {
 // saved.
 var errStorage = errors.New("save session record")
 
-// runTimeout bounds making and starting one container.
+// runTimeout bounds making and starting one container, from the moment
+// the host's Docker slot is ours.
 const runTimeout = 60 * time.Second
 
 // startOn makes the container on h and waits for its desktop. On failure
 // it removes what it made; each cleanup step is guarded on its own so that
 // the returned error is the root cause.
-func (m *Manager) startOn(ctx context.Context, s *Session, h *hosts.Host, opts Options) error {
+func (m *Manager) startOn(ctx context.Context, s *Session, h *hosts.Host, tk *ticket, opts Options) error {
 	// One snapshot of the host's settings for the whole attempt: a reload
 	// may replace them meanwhile, and the container, its published address
 	// and the address the proxy dials must come from the same config.
 	hc := h.Config()
-	m.mu.Lock()
-	s.enter(Starting, m.now())
-	s.PubHostname = hc.PubHostname
-	spec := containerSpec(s, hc, opts.Container, opts.Instance, m.now())
-	m.mu.Unlock()
+	// Wait for a Docker start slot of the host, visibly queued.
+	sl, err := tk.wait(ctx, func(pos int) { m.queuedForHost(s, h.Name(), pos) })
+	if err != nil {
+		return err // only ctx ends the wait: destroyed or shutting down
+	}
 	// A DNS pub_hostname without bind_address: publish on what it resolves
 	// to now, the address the proxy will dial (see config.Host.BindAddress).
 	bind, err := hc.Bind(ctx, nil)
 	if err != nil {
+		sl.release(-1)
 		return fmt.Errorf("start container on %s: %w", h.Name(), err)
+	}
+	m.mu.Lock()
+	if s.State.Terminal() {
+		m.mu.Unlock()
+		sl.release(-1)
+		return context.Canceled
+	}
+	now := m.now()
+	first := !s.passed(Scheduling)
+	s.enter(Scheduling, now)
+	s.enter(Starting, now)
+	s.PubHostname = hc.PubHostname
+	spec := containerSpec(s, hc, opts.Container, opts.Instance, now)
+	waited := now.Sub(s.CreatedAt)
+	m.mu.Unlock()
+	if first {
+		metrics.QueueWait(waited)
 	}
 	spec.BindAddress = bind
 
-	var c docker.Container
-	err = h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
-		// Bounded once a connection is ours (waiting for one is not the
-		// host's fault): a host that freezes mid-call (paused,
-		// partitioned) must fail this attempt, not hold the session.
-		ctx, cancel := context.WithTimeout(ctx, runTimeout)
-		defer cancel()
-		var err error
-		c, err = d.Run(ctx, spec)
-		if errors.Is(err, docker.ErrConflict) {
-			// The pool retries an operation whose connection died; the
-			// first try may have made the container already. Make it again.
-			if prev, ierr := d.Inspect(ctx, spec.Name); ierr == nil && prev.Labels[LabelSession] == s.ID {
-				if err = d.Remove(ctx, prev.ID, time.Second); err == nil {
-					c, err = d.Run(ctx, spec)
-				}
-			}
-		}
-		return err
-	})
+	// Bounded once the slot is ours: a host that freezes mid-call (paused,
+	// partitioned) must fail this attempt, not hold the session.
+	rctx, cancel := m.timeout(ctx, runTimeout)
+	began := m.now()
+	c, err := m.run(rctx, m.rt(h), spec, s.ID)
+	cancel()
+	took := m.now().Sub(began)
 	if err != nil {
+		took = -1 // a failure says nothing about how fast the host starts
+	}
+	if limit, changed := sl.release(took); changed {
+		m.logger.Info("container starts on this host are slow; fewer at once until they speed up, or more again",
+			zap.String("host", h.Name()), zap.Duration("took", took), zap.Int("at_once", limit))
+	}
+	if err != nil {
+		if ctx.Err() == nil && context.Cause(rctx) == context.DeadlineExceeded {
+			err = fmt.Errorf("%w (no answer within %v)", err, runTimeout)
+		}
 		return fmt.Errorf("start container on %s: %w", h.Name(), err)
 	}
 	port := c.Ports[NoVNCPort]
@@ -212,10 +230,47 @@ func (m *Manager) startOn(ctx context.Context, s *Session, h *hosts.Host, opts O
 		Data:    map[string]any{"session": s.ID, "container": shortID(c.ID)}})
 
 	if err := m.waitReady(ctx, h, snap, opts); err != nil {
-		m.removeContainer(h, c.ID, opts)
+		// Ended meanwhile: end removes the container, once. Shutting down
+		// with the keep policy: the next start adopts it.
+		if ctx.Err() == nil {
+			m.removeContainer(h, c.ID, opts)
+		}
 		return err
 	}
 	return m.markReady(ctx, s)
+}
+
+// run creates and starts the container. A name conflict with a container
+// of this very session (the SSH pool retries an operation whose connection
+// died, and the first try may have made it) is resolved by making it again.
+func (m *Manager) run(ctx context.Context, rt Runtime, spec docker.RunSpec, sessionID string) (docker.Container, error) {
+	c, err := rt.Run(ctx, spec)
+	if errors.Is(err, docker.ErrConflict) {
+		if prev, ierr := rt.Inspect(ctx, spec.Name); ierr == nil && prev.Labels[LabelSession] == sessionID {
+			if err = rt.Remove(ctx, prev.ID, time.Second); err == nil {
+				c, err = rt.Run(ctx, spec)
+			}
+		}
+	}
+	return c, err
+}
+
+// queuedForHost shows that s waits for its host's Docker start slot: the
+// session is queued again (the player sees its position) and the event
+// log says why.
+func (m *Manager) queuedForHost(s *Session, host string, pos int) {
+	m.mu.Lock()
+	if s.State.Terminal() {
+		m.mu.Unlock()
+		return
+	}
+	if s.State != Queued {
+		s.enter(Queued, m.now()) // a retry on another host
+	}
+	m.mu.Unlock()
+	m.events.Emit(events.Event{Type: events.SessionQueued, User: s.User, Host: host,
+		Message: fmt.Sprintf("session for %s waits for a container start on %s (position %d)", display(s.User, s.UserName), host, pos),
+		Data:    map[string]any{"session": s.ID, "position": pos, "host": host}})
 }
 
 func shortID(id string) string {
@@ -225,63 +280,51 @@ func shortID(id string) string {
 	return id
 }
 
+// inspectFailures is how many checks of a starting container in a row may
+// go unanswered before the attempt fails: one slow answer from a busy host
+// is not a dead host.
+const inspectFailures = 3
+
 // waitReady polls noVNC's /vnc.html on the published port every 100 ms (so
 // "ready" is seen within ~100 ms of the desktop answering), and every 2 s
 // asks Docker whether the container is still running, so a dead host or a
 // crashed container fails fast instead of at the timeout.
 func (m *Manager) waitReady(ctx context.Context, h *hosts.Host, s Session, opts Options) error {
-	ctx, cancel := context.WithTimeout(ctx, opts.ReadinessTimeout)
-	defer cancel()
+	deadline := m.clock.After(opts.ReadinessTimeout)
 	url := "http://" + s.Addr() + "/vnc.html"
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	lastInspect := m.now()
+	rt := m.rt(h)
+	lastInspect, failures := m.now(), 0
 	for {
-		if m.answers(ctx, url) {
+		if m.prober.Answers(ctx, url) {
 			return nil
 		}
-		if m.now().Sub(lastInspect) >= 2*time.Second {
-			lastInspect = m.now()
-			var c docker.Container
-			ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := h.Engine.Do(ictx, func(ctx context.Context, d *docker.Client) error {
-				var err error
-				c, err = d.Inspect(ctx, s.ContainerID)
-				return err
-			})
+		if now := m.now(); now.Sub(lastInspect) >= 2*time.Second {
+			lastInspect = now
+			ictx, cancel := m.timeout(ctx, 10*time.Second)
+			c, err := rt.Inspect(ictx, s.ContainerID)
 			cancel()
 			switch {
 			case ctx.Err() != nil:
-			case hosts.Busy(err):
-				// No connection free on a busy host: ask again later.
+			case errors.Is(err, docker.ErrNotFound):
+				return fmt.Errorf("container on %s was removed before its desktop answered", h.Name())
 			case err != nil:
-				return fmt.Errorf("check container on %s: %w", h.Name(), err)
+				if failures++; failures >= inspectFailures {
+					return fmt.Errorf("check container on %s: %w", h.Name(), err)
+				}
 			case !c.Running:
 				return fmt.Errorf("container on %s stopped before its desktop answered (state %s)", h.Name(), c.State)
+			default:
+				failures = 0
 			}
 		}
 		select {
 		case <-ctx.Done():
-			if m.ctx.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("desktop on %s did not answer %s within %v", h.Name(), "/vnc.html", opts.ReadinessTimeout)
-			}
 			return ctx.Err()
-		case <-tick.C:
+		case <-deadline:
+			return fmt.Errorf("desktop on %s did not answer %s within %v", h.Name(), "/vnc.html", opts.ReadinessTimeout)
+		case <-m.clock.After(100 * time.Millisecond):
 		}
 	}
-}
-
-func (m *Manager) answers(ctx context.Context, url string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return false
-	}
-	resp, err := m.probe.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
 }
 
 func (m *Manager) markReady(ctx context.Context, s *Session) error {
@@ -330,7 +373,7 @@ func stageDurations(stages []Stage) map[string]time.Duration {
 func (m *Manager) armClaimLocked(s *Session, grace time.Duration) {
 	stopClaimLocked(s)
 	user, id := s.User, s.ID
-	s.claim = time.AfterFunc(grace, func() { m.claimTimeout(user, id) })
+	s.claim = m.clock.AfterFunc(grace, func() { m.claimTimeout(user, id) })
 }
 
 // stopClaimLocked stops the grace timer once it has nothing left to do (the
@@ -370,15 +413,20 @@ func (m *Manager) releaseSlot(s *Session) {
 	}
 }
 
+// removeContainer removes a container through the host's removal lane,
+// which creates never hold up (see work).
 func (m *Manager) removeContainer(h *hosts.Host, id string, opts Options) {
 	if id == "" {
 		return
 	}
-	ctx, cancel := context.WithTimeout(m.ctxForCleanup(), opts.StopTimeout+30*time.Second)
-	defer cancel()
-	err := h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
-		return d.Remove(ctx, id, opts.StopTimeout)
-	})
+	ctx := m.ctxForCleanup()
+	sl, err := m.work.acquire(ctx, h.Name(), removeLane, h.Config().DockerConcurrency, nil, nil)
+	if err == nil {
+		rctx, cancel := m.timeout(ctx, opts.StopTimeout+30*time.Second)
+		err = m.rt(h).Remove(rctx, id, opts.StopTimeout)
+		cancel()
+		sl.release(-1)
+	}
 	if err != nil {
 		// The reaper removes it as an orphan once the host answers again.
 		m.logger.Warn("remove container", zap.String("host", h.Name()), zap.String("container", shortID(id)), zap.Error(err))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"sort"
 	"sync"
 	"time"
@@ -77,8 +76,10 @@ type Manager struct {
 	events *events.Log
 	store  Store
 	logger *zap.Logger
-	now    func() time.Time
-	probe  *http.Client // readiness polls
+	clock  Clock       // every now, timer and timeout of the manager
+	rt     RuntimeFunc // each host's containers
+	prober Prober      // readiness polls
+	work   *work       // Docker work in flight per host
 
 	ctx      context.Context // the manager's lifetime; creations run under it
 	cancel   context.CancelFunc
@@ -100,24 +101,22 @@ type Manager struct {
 }
 
 // New makes a manager; nothing runs until Start.
-func New(h *hosts.Orchestrator, ev *events.Log, store Store, opts Options, logger *zap.Logger) *Manager {
+func New(h *hosts.Orchestrator, ev *events.Log, store Store, opts Options, seams Seams, logger *zap.Logger) *Manager {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
 	opts.setDefaults()
+	seams.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{
-		hosts: h, events: ev, store: store, logger: logger, now: time.Now,
-		probe: &http.Client{Timeout: 2 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		ctx:   ctx, cancel: cancel,
+		hosts: h, events: ev, store: store, logger: logger,
+		clock: seams.Clock, rt: seams.Runtime, prober: seams.Prober, work: newWork(),
+		ctx: ctx, cancel: cancel,
 		kick:   make(chan struct{}, 1),
 		loaded: make(chan struct{}),
 		opts:   opts, sessions: map[string]*Session{}, ended: map[string]*Session{}, removing: map[string]bool{},
 	}
 }
-
-// SetClock replaces the time source (tests).
-func (m *Manager) SetClock(now func() time.Time) { m.now = now }
 
 // SetOptions applies new settings (config reload). Running sessions keep
 // their expiry; new timers and extensions use the new durations.
@@ -215,14 +214,20 @@ func (m *Manager) Create(userID, userName string) (s Session, created bool, err 
 	sess.enter(Queued, now)
 	m.sessions[userID] = sess
 	delete(m.ended, userID)
-	m.queue = append(m.queue, sess)
-	pos := len(m.queue)
+	pos := len(m.queue) + 1
 	snap := sess.snapshot()
 	m.mu.Unlock()
 
+	// Queued for the dispatcher only once the event is out, so that
+	// session_queued always comes before what happens next.
 	m.events.Emit(events.Event{Type: events.SessionQueued, User: userID,
 		Message: fmt.Sprintf("session for %s queued (position %d)", display(userID, userName), pos),
 		Data:    map[string]any{"session": sess.ID, "position": pos}})
+	m.mu.Lock()
+	if !sess.State.Terminal() {
+		m.queue = append(m.queue, sess)
+	}
+	m.mu.Unlock()
 	m.wake()
 	return snap, true, nil
 }
@@ -241,17 +246,20 @@ func (m *Manager) wake() {
 	}
 }
 
-// QueuePosition is 1 for the head of the queue, 0 when not queued or
-// when the queue is not waiting for capacity (the session is about to be
-// placed).
+// QueuePosition is 1 for the head of a queue, 0 when not queued: either
+// the place in the queue for a host slot (when that queue is waiting for
+// capacity; otherwise the session is about to be placed), or the place in
+// its host's queue for a Docker start (see work).
 func (m *Manager) queuePositionLocked(s *Session) int {
-	if !m.blocked {
-		return 0
-	}
-	for i, q := range m.queue {
-		if q == s {
-			return i + 1
+	if m.blocked {
+		for i, q := range m.queue {
+			if q == s {
+				return i + 1
+			}
 		}
+	}
+	if s.slotHeld && s.State != Ready && !s.State.Terminal() {
+		return m.work.position(s)
 	}
 	return 0
 }
@@ -326,7 +334,7 @@ func (m *Manager) armExpiryLocked(s *Session) {
 		s.expiry.Stop()
 	}
 	user, id := s.User, s.ID
-	s.expiry = time.AfterFunc(time.Until(s.ExpiresAt), func() { m.expire(user, id) })
+	s.expiry = m.clock.AfterFunc(s.ExpiresAt.Sub(m.now()), func() { m.expire(user, id) })
 }
 
 // Extend adds one extension to the current expiry. Admins are not bound by

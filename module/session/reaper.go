@@ -109,15 +109,9 @@ func (m *Manager) reconcileAdopted(adopted []*Session) {
 }
 
 func (m *Manager) inspect(h *hosts.Host, id string) (docker.Container, error) {
-	ctx, cancel := context.WithTimeout(m.ctx, 30*time.Second)
+	ctx, cancel := m.timeout(m.ctx, 30*time.Second)
 	defer cancel()
-	var c docker.Container
-	err := h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
-		var err error
-		c, err = d.Inspect(ctx, id)
-		return err
-	})
-	return c, err
+	return m.rt(h).Inspect(ctx, id)
 }
 
 func (m *Manager) reapLoop() {
@@ -126,7 +120,7 @@ func (m *Manager) reapLoop() {
 		select {
 		case <-m.ctx.Done():
 			return
-		case <-time.After(interval):
+		case <-m.clock.After(interval):
 			m.Reap(m.ctx)
 		}
 	}
@@ -165,14 +159,9 @@ func (m *Manager) Reap(ctx context.Context) {
 }
 
 func (m *Manager) reapHost(ctx context.Context, h *hosts.Host, byID map[string]*Session, now time.Time, opts Options) error {
-	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var list []docker.Container
-	err := h.Engine.Do(lctx, func(ctx context.Context, d *docker.Client) error {
-		var err error
-		list, err = d.List(ctx, map[string]string{LabelManaged: "true", LabelInstance: opts.Instance}, true)
-		return err
-	})
+	lctx, cancel := m.timeout(ctx, 30*time.Second)
+	list, err := m.rt(h).List(lctx, map[string]string{LabelManaged: "true", LabelInstance: opts.Instance})
+	cancel()
 	if err != nil {
 		return err
 	}

@@ -139,7 +139,7 @@ func newRig(t *testing.T, rc rigConfig) *rig {
 	}
 	opts.Instance = instance
 	r := &rig{t: t, tb: tb, instance: instance, events: ev, hosts: orch, store: newMemStore(), opts: opts}
-	r.m = session.New(orch, ev, r.store, opts, logger)
+	r.m = session.New(orch, ev, r.store, opts, session.Seams{}, logger)
 	if err := r.m.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func (r *rig) restart() {
 			r.hosts.Release(h.Name())
 		}
 	}
-	r.m = session.New(r.hosts, r.events, r.store, r.opts, zaptest.NewLogger(r.t))
+	r.m = session.New(r.hosts, r.events, r.store, r.opts, session.Seams{}, zaptest.NewLogger(r.t))
 	if err := r.m.Start(); err != nil {
 		r.t.Fatal(err)
 	}

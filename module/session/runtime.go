@@ -116,3 +116,38 @@ func (RealClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterF
 
 // After implements Clock.
 func (RealClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Seams are the manager's ties to the world outside it: the hosts'
+// container engines, the readiness probe and the clock. A zero field takes
+// the real one; unit tests pass the fakes of package sessiontest.
+type Seams struct {
+	Runtime RuntimeFunc // default EngineRuntime
+	Prober  Prober      // default an HTTPProber with a 2 s timeout, no redirects
+	Clock   Clock       // default RealClock
+}
+
+func (s *Seams) setDefaults() {
+	if s.Runtime == nil {
+		s.Runtime = EngineRuntime
+	}
+	if s.Prober == nil {
+		s.Prober = HTTPProber{Client: &http.Client{Timeout: 2 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	}
+	if s.Clock == nil {
+		s.Clock = RealClock{}
+	}
+}
+
+func (m *Manager) now() time.Time { return m.clock.Now() }
+
+// timeout is context.WithTimeout on the manager's clock: it bounds one
+// answer from a host (never time spent in our own queues).
+func (m *Manager) timeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	t := m.clock.AfterFunc(d, func() { cancel(context.DeadlineExceeded) })
+	return ctx, func() {
+		t.Stop()
+		cancel(context.Canceled)
+	}
+}

@@ -10,7 +10,9 @@ import (
 )
 
 // State of a session. A session walks queued → scheduling → starting →
-// waiting_for_desktop → ready and ends destroyed, expired or failed.
+// waiting_for_desktop → ready and ends destroyed, expired or failed. It
+// stays queued while it waits for a host slot or for its host's Docker
+// start slot (see work); a retry on another host is queued again there.
 type State string
 
 // States.
@@ -61,8 +63,8 @@ type Session struct {
 	// Not stored: runtime bookkeeping, guarded by the Manager's lock.
 	slotHeld bool
 	cancel   context.CancelFunc
-	expiry   *time.Timer
-	claim    *time.Timer // the unclaimed grace (armClaimLocked)
+	expiry   Timer
+	claim    Timer // the unclaimed grace (armClaimLocked)
 }
 
 // Addr is host:port of the session's noVNC endpoint, "" until known.
@@ -76,6 +78,16 @@ func (s *Session) Addr() string {
 func (s *Session) enter(st State, now time.Time) {
 	s.State = st
 	s.Stages = append(s.Stages, Stage{State: st, At: now.UTC()})
+}
+
+// passed reports whether s has been in state st.
+func (s *Session) passed(st State) bool {
+	for _, g := range s.Stages {
+		if g.State == st {
+			return true
+		}
+	}
+	return false
 }
 
 // snapshot copies the exported fields, for use outside the lock.

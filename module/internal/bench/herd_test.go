@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ctf-desktops/caddy-remote-desktop/module/internal/e2e"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/internal/testbed"
 )
 
 // Settings of figure 4.
@@ -89,7 +90,7 @@ func (r *rig) benchHerd(t *testing.T, c *e2e.Caddy, a *api, instance string) {
 
 	// The single create, in the same run and the same way (server's ready
 	// stage minus the client's time before the POST).
-	var singles []time.Duration
+	var singles, starts []time.Duration
 	for i := range singleRuns {
 		u := singleFirstUser + i
 		t0 := time.Now()
@@ -101,12 +102,15 @@ func (r *rig) benchHerd(t *testing.T, c *e2e.Caddy, a *api, instance string) {
 			t.Fatal(err)
 		}
 		singles = append(singles, cs.Stages.at("ready").Sub(t0))
+		// The host's part: docker create + start, as the session's stages
+		// time it.
+		starts = append(starts, cs.Stages.at("waiting_for_desktop").Sub(cs.Stages.at("starting")))
 		if err := a.destroy(ctx, u); err != nil {
 			t.Fatal(err)
 		}
 	}
-	single := Median(singles)
-	t.Logf("single create (tiny): %v", singles)
+	single, start := Median(singles), Median(starts)
+	t.Logf("single create (tiny): %v; container start: %v", singles, starts)
 
 	sampler := startSSHSampler(pid)
 	stopped := false
@@ -172,10 +176,6 @@ func (r *rig) benchHerd(t *testing.T, c *e2e.Caddy, a *api, instance string) {
 		time.Sleep(250 * time.Millisecond)
 	}
 	allDone := time.Since(herdStart)
-	hostEvents := r.hostEvents(ctx, a, herdStart)
-	if hostEvents != "" {
-		r.note("herd: host health changes while it ran: %s", hostEvents)
-	}
 
 	var ttr []time.Duration
 	var failures []string
@@ -204,16 +204,20 @@ func (r *rig) benchHerd(t *testing.T, c *e2e.Caddy, a *api, instance string) {
 	close(users)
 	var derrMu sync.Mutex
 	var destroyErrs []string
+	destroyed := map[int]time.Time{} // when each destroy returned
+	gone := startGoneWatch(r, instance)
 	for range destroyWorkers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for u := range users {
-				if err := a.destroy(ctx, u); err != nil && !strings.Contains(err.Error(), "no_session") {
-					derrMu.Lock()
+				err := a.destroy(ctx, u)
+				derrMu.Lock()
+				destroyed[u] = time.Now()
+				if err != nil && !strings.Contains(err.Error(), "no_session") {
 					destroyErrs = append(destroyErrs, fmt.Sprintf("%d: %v", u, err))
-					derrMu.Unlock()
 				}
+				derrMu.Unlock()
 			}
 		}()
 	}
@@ -221,18 +225,28 @@ func (r *rig) benchHerd(t *testing.T, c *e2e.Caddy, a *api, instance string) {
 	destroyTook := time.Since(tD)
 	maxConns := sampler.Stop()
 	stopped = true
-	left := -1
-	for wait := time.Now().Add(60 * time.Second); time.Now().Before(wait); time.Sleep(time.Second) {
-		n, err := r.countInstance(instance)
-		if err == nil && n == 0 {
-			left = 0
-			break
+	// Every container must be gone within herdGoneWithin of its own
+	// destroy; watched for longer, so a late one is measured, not guessed.
+	lastGone, still := gone.wait(herdGoneWithin + 30*time.Second)
+	slowest, slowUser, late := time.Duration(0), 0, 0
+	for u, at := range lastGone {
+		if d, ok := destroyed[u]; ok {
+			if took := at.Sub(d); took > slowest {
+				slowest, slowUser = took, u
+			}
+			if at.Sub(d) > herdGoneWithin {
+				late++
+			}
 		}
-		left = n
 	}
-	if left != 0 {
+	if len(still) > 0 {
 		removed := r.removeInstance(t, instance)
-		r.note("herd: %d container(s) of the instance were still there 60 s after every destroy returned; removed by force (%d)", left, removed)
+		r.note("herd: %d container(s) of the instance were still there %s after every destroy returned; removed by force (%d)", len(still), herdGoneWithin+30*time.Second, removed)
+	}
+	// Over the whole herd, its teardown included.
+	hostEvents, left := r.hostEvents(ctx, a, herdStart)
+	if hostEvents != "" {
+		r.note("herd: host health changes while it ran: %s", hostEvents)
 	}
 	if len(destroyErrs) > 0 {
 		r.note("herd: %d destroy call(s) failed, first: %s", len(destroyErrs), destroyErrs[0])
@@ -282,6 +296,119 @@ func (r *rig) benchHerd(t *testing.T, c *e2e.Caddy, a *api, instance string) {
 		Ratio:   X(Div(h95, single)),
 		Context: fmt.Sprintf("herd P95 %s, slowest %s (n=%d ready)", Ms(h95), Ms(Percentile(ttrS, 100)), len(ttr)),
 	})
+	// What the hosts allow: each host starts its share of the herd, one
+	// container start at a time at worst.
+	bound := time.Duration(float64(start) * float64(herdSize) / float64(len(r.tb.Hosts)))
+	r.add(secHerd, Row{
+		Figure: fmt.Sprintf("Herd: time to ready P95 ÷ (%d ÷ %d hosts × a single create's container start)", herdSize, len(r.tb.Hosts)),
+		Ratio:  X(Div(h95, bound)),
+		Context: fmt.Sprintf("herd P95 %s; bound %s from a container start of %s (median of %d: %s)",
+			Ms(h95), Ms(bound), Ms(start), len(starts), fmtDurs(starts)),
+	})
+	r.add(secHerd, Row{
+		Figure:  "Herd: hosts that left rotation while it ran",
+		Ratio:   fmt.Sprint(left),
+		Target:  "0",
+		Verdict: verdict(left == 0),
+		Context: orNone(hostEvents),
+	})
+	r.add(secHerd, Row{
+		Figure:  "Herd: slowest container removal, from its destroy returning to the container gone",
+		Ratio:   Ms(slowest),
+		Target:  fmt.Sprintf("≤ %s each", Ms(herdGoneWithin)),
+		Verdict: verdict(late == 0 && len(still) == 0 && len(lastGone) > 0),
+		Context: fmt.Sprintf("%d containers watched (every %s); %d later than %s, %d never gone; slowest: user %d",
+			len(lastGone)+len(still), Ms(goneEvery), late, Ms(herdGoneWithin), len(still), slowUser),
+	})
+}
+
+// herdGoneWithin bounds each destroyed session's container's life.
+const (
+	herdGoneWithin = 60 * time.Second
+	goneEvery      = 500 * time.Millisecond
+)
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// goneWatch notes, for each user's container of the instance, the first
+// time it was seen gone, polling every host's container list.
+type goneWatch struct {
+	r        *rig
+	instance string
+	stop     chan struct{}
+	done     chan struct{}
+	seen     map[int]bool      // ever seen
+	gone     map[int]time.Time // first seen gone
+}
+
+func startGoneWatch(r *rig, instance string) *goneWatch {
+	g := &goneWatch{r: r, instance: instance, stop: make(chan struct{}), done: make(chan struct{}),
+		seen: map[int]bool{}, gone: map[int]time.Time{}}
+	go func() {
+		defer close(g.done)
+		for {
+			if present, err := g.present(); err == nil {
+				now := time.Now()
+				for u := range present {
+					g.seen[u] = true
+				}
+				for u := range g.seen {
+					if _, ok := g.gone[u]; !ok && !present[u] {
+						g.gone[u] = now
+					}
+				}
+				if len(g.gone) == len(g.seen) && len(g.seen) > 0 {
+					return
+				}
+			}
+			select {
+			case <-g.stop:
+				return
+			case <-time.After(goneEvery):
+			}
+		}
+	}()
+	return g
+}
+
+// present lists the users whose container of the instance is on a host.
+func (g *goneWatch) present() (map[int]bool, error) {
+	out := map[int]bool{}
+	for _, h := range g.r.tb.Hosts {
+		list, err := testbed.TryExec(h, "docker", "ps", "-a", "--filter", "label=io.ctf-remote-desktop.instance="+g.instance,
+			"--format", `{{.Label "io.ctf-remote-desktop.user"}}`)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range strings.Fields(list) {
+			if u, err := strconv.Atoi(f); err == nil {
+				out[u] = true
+			}
+		}
+	}
+	return out, nil
+}
+
+// wait waits up to d for every container seen to be gone; it returns when
+// each went, and the users whose container never did.
+func (g *goneWatch) wait(d time.Duration) (gone map[int]time.Time, still []int) {
+	select {
+	case <-g.done:
+	case <-time.After(d):
+		close(g.stop)
+		<-g.done
+	}
+	for u := range g.seen {
+		if _, ok := g.gone[u]; !ok {
+			still = append(still, u)
+		}
+	}
+	return g.gone, still
 }
 
 func fmtHosts(m map[string]int, r *rig) string {
@@ -301,8 +428,9 @@ func fmtDurs(v []time.Duration) string {
 }
 
 // hostEvents lists the host health events since t (hosts leaving or
-// returning to rotation), from the admin event log.
-func (r *rig) hostEvents(ctx context.Context, a *api, since time.Time) string {
+// returning to rotation), from the admin event log, and counts the hosts
+// that left.
+func (r *rig) hostEvents(ctx context.Context, a *api, since time.Time) (string, int) {
 	var ev struct {
 		Events []struct {
 			Time    time.Time `json:"time"`
@@ -312,12 +440,16 @@ func (r *rig) hostEvents(ctx context.Context, a *api, since time.Time) string {
 		} `json:"events"`
 	}
 	if _, err := a.json(ctx, e2e.AdminUserID, http.MethodGet, "/remote-desktop/admin/api/events/recent?limit=1000", "", &ev); err != nil {
-		return "(event log unreadable: " + err.Error() + ")"
+		return "(event log unreadable: " + err.Error() + ")", -1
 	}
 	var parts []string
+	left := map[string]bool{}
 	for _, e := range ev.Events {
 		if e.Time.Before(since) || (e.Type != "host_unhealthy" && e.Type != "host_recovered") {
 			continue
+		}
+		if e.Type == "host_unhealthy" {
+			left[e.Host] = true
 		}
 		msg := e.Message
 		if len(msg) > 160 {
@@ -325,7 +457,7 @@ func (r *rig) hostEvents(ctx context.Context, a *api, since time.Time) string {
 		}
 		parts = append(parts, fmt.Sprintf("+%s %s", e.Time.Sub(since).Round(100*time.Millisecond), msg))
 	}
-	return strings.Join(parts, "; ")
+	return strings.Join(parts, "; "), len(left)
 }
 
 // classify counts failures by the cause their message names.

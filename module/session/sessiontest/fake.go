@@ -163,6 +163,10 @@ func (r *Runtime) List(ctx context.Context, labels map[string]string) ([]docker.
 		return nil, fmt.Errorf("list containers on %s: %w", r.Name, err)
 	}
 	defer r.leave()
+	return r.list(labels), nil
+}
+
+func (r *Runtime) list(labels map[string]string) []docker.Container {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []docker.Container
@@ -176,14 +180,12 @@ next:
 		out = append(out, *c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
+	return out
 }
 
-// Containers returns what is on the host now.
-func (r *Runtime) Containers() []docker.Container {
-	list, _ := r.List(context.Background(), nil)
-	return list
-}
+// Containers returns what is on the host now (not a call: no Hook, not
+// counted).
+func (r *Runtime) Containers() []docker.Container { return r.list(nil) }
 
 // Stop marks a container exited, as if its desktop crashed.
 func (r *Runtime) Stop(id string) {
@@ -213,8 +215,16 @@ func (r *Runtime) MaxInFlight() int {
 type Prober struct {
 	mu    sync.Mutex
 	ready map[string]bool // host:port
-	// All, when true, makes every address answer.
+	// All, when true, makes every address answer. Once the prober is in
+	// use, change it with SetAll.
 	All bool
+}
+
+// SetAll makes every address answer (or only those marked ready).
+func (p *Prober) SetAll(all bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.All = all
 }
 
 // SetReady marks host:port as answering (or not).
