@@ -13,7 +13,6 @@ import (
 
 	"github.com/ctf-desktops/caddy-remote-desktop/module/docker"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/events"
-	"github.com/ctf-desktops/caddy-remote-desktop/module/sshpool"
 )
 
 // Check is one start-up/probe check of a host: ssh, docker or image.
@@ -164,13 +163,6 @@ func (o *Orchestrator) Probe(ctx context.Context, h *Host, timeout time.Duration
 	o.setHealth(h.Name(), health, reason, checks)
 	return ok
 }
-
-// Busy always reports false.
-//
-// Deprecated: the SSH pool shares its clients between operations (and a
-// host check's channels run beside them), so no operation gives up waiting
-// for a busy connection any more.
-func Busy(err error) bool { return errors.Is(err, sshpool.ErrBusy) }
 
 func sameChecks(a, b []Check) bool {
 	if len(a) != len(b) {

@@ -16,12 +16,6 @@ import (
 // ErrClosed is returned by Do after Close.
 var ErrClosed = errors.New("sshpool: pool is closed")
 
-// ErrBusy is never returned any more.
-//
-// Deprecated: clients are shared, never checked out, so an operation never
-// waits for a busy one. Kept only so that old callers compile.
-var ErrBusy = errors.New("every connection is busy")
-
 // Pool holds the SSH clients to one host. Operations share them: each runs
 // on the least-loaded live client and opens its own channels there.
 //
