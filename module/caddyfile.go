@@ -49,6 +49,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	            max_sessions <n>             # default 50; -1: no limit
 //	            bind_address <ip>
 //	            docker_socket <path>     # default /var/run/docker.sock
+//	            warm         <n>             # warm pool size; default 0 (off)
 //	        }
 //	        memory_limit       <size>        # container_defaults
 //	        shm_size           <size>
@@ -215,6 +216,8 @@ func (a *App) unmarshalHost(d *caddyfile.Dispenser) error {
 			err = stringArg(d, &h.BindAddress)
 		case "docker_socket":
 			err = stringArg(d, &h.DockerSocket)
+		case "warm":
+			err = intArg(d, &h.Warm)
 		default:
 			return d.Errf("unrecognized host option '%s'", key)
 		}

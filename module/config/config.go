@@ -87,6 +87,14 @@ type Host struct {
 	// /run/user/<uid>/docker.sock of the user running dockerd (what
 	// DOCKER_HOST says there). Default: /var/run/docker.sock.
 	DockerSocket string `yaml:"docker_socket" json:"docker_socket,omitempty"`
+
+	// Beyond the seed: how many desktops to keep on this host created,
+	// started and answering, owned by nobody, so that a create claims one
+	// and is ready at once (the warm pool). They count toward max_sessions,
+	// are refilled in the background a few at a time, and are replaced
+	// when the image or the container limits change. 0 turns the pool off.
+	// Default: 0.
+	Warm int `yaml:"warm" json:"warm,omitempty"`
 }
 
 // ContainerDefaults are the limits every session container gets.
@@ -246,6 +254,12 @@ func (f *File) Validate() error {
 		}
 		if h.MaxSessions < -1 {
 			return fieldErr(p+".max_sessions", "must be -1 (no limit) or more, got %d", h.MaxSessions)
+		}
+		if h.Warm < 0 {
+			return fieldErr(p+".warm", "must not be negative, got %d", h.Warm)
+		}
+		if h.MaxSessions > 0 && h.Warm > h.MaxSessions {
+			return fieldErr(p+".warm", "%d warm desktops do not fit in max_sessions %d", h.Warm, h.MaxSessions)
 		}
 		if strings.ContainsAny(h.DockerImage, " \t") {
 			return fieldErr(p+".docker_image", "%q is not an image reference", h.DockerImage)

@@ -43,6 +43,9 @@ func (m *Manager) drainQueue() {
 			m.setBlocked(false)
 			return
 		}
+		if m.claimForHead(head) {
+			continue
+		}
 		h, err := m.hosts.Acquire(nil)
 		if errors.Is(err, hosts.ErrAtCapacity) || (errors.Is(err, hosts.ErrNoHealthyHost) && m.hosts.AnyUnchecked()) {
 			m.setBlocked(true)
@@ -75,6 +78,7 @@ func (m *Manager) drainQueue() {
 		waited := now.Sub(head.CreatedAt)
 		m.mu.Unlock()
 		metrics.QueueWait(waited)
+		metrics.Placed(metrics.PlacedCold)
 		m.spawn("create "+head.ID, func() { m.create(ctx, head, h) })
 	}
 }

@@ -79,6 +79,7 @@ type Manager struct {
 	logger *zap.Logger
 	now    func() time.Time
 	probe  *http.Client // readiness polls
+	warm   *WarmPool    // warm desktops to claim (warm: N on hosts)
 
 	ctx      context.Context // the manager's lifetime; creations run under it
 	cancel   context.CancelFunc
@@ -106,7 +107,7 @@ func New(h *hosts.Orchestrator, ev *events.Log, store Store, opts Options, logge
 	}
 	opts.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{
+	m := &Manager{
 		hosts: h, events: ev, store: store, logger: logger, now: time.Now,
 		probe: &http.Client{Timeout: 2 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		ctx:   ctx, cancel: cancel,
@@ -114,6 +115,8 @@ func New(h *hosts.Orchestrator, ev *events.Log, store Store, opts Options, logge
 		loaded: make(chan struct{}),
 		opts:   opts, sessions: map[string]*Session{}, ended: map[string]*Session{}, removing: map[string]bool{},
 	}
+	m.warm = m.newWarmPool(store, m.probe)
+	return m
 }
 
 // SetClock replaces the time source (tests).
@@ -126,6 +129,7 @@ func (m *Manager) SetOptions(opts Options) {
 	m.mu.Lock()
 	m.opts = opts
 	m.mu.Unlock()
+	m.warm.SetOptions(opts)
 }
 
 func (m *Manager) options() Options {
@@ -203,6 +207,9 @@ func (m *Manager) persist(ctx context.Context, s *Session) error {
 func (m *Manager) Create(userID, userName string) (s Session, created bool, err error) {
 	if m.ctx.Err() != nil {
 		return Session{}, false, ErrStopped
+	}
+	if snap, ok := m.createWarm(userID, userName); ok {
+		return snap, true, nil
 	}
 	now := m.now()
 	m.mu.Lock()
