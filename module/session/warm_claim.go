@@ -36,22 +36,22 @@ func (m *Manager) createWarm(userID, userName string) (Session, bool) {
 	if exists || !idle {
 		return Session{}, false
 	}
+	created := m.now()
 	d, ok := m.warm.Claim(nil)
 	if !ok {
 		return Session{}, false
 	}
-	now := m.now()
 	m.mu.Lock()
 	if _, exists := m.sessions[userID]; exists {
 		m.mu.Unlock()
 		m.warm.Return(d.ID)
 		return Session{}, false
 	}
-	s := &Session{ID: newID(), User: userID, UserName: userName, CreatedAt: now.UTC()}
-	s.enter(Queued, now)
+	s := &Session{ID: newID(), User: userID, UserName: userName, CreatedAt: created.UTC()}
+	s.enter(Queued, created)
 	m.sessions[userID] = s
 	delete(m.ended, userID)
-	m.takeWarmLocked(s, d, now)
+	m.takeWarmLocked(s, d, m.now())
 	snap := s.snapshot()
 	m.mu.Unlock()
 	m.warmTaken(s, d, snap)
