@@ -1,0 +1,124 @@
+package faults
+
+import (
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ctf-desktops/caddy-remote-desktop/module/internal/e2e"
+	"github.com/ctf-desktops/caddy-remote-desktop/module/internal/testbed"
+)
+
+// warmPools reads the admin API's warm figures: host → [target ready starting].
+func (s *system) warmPools() map[string][3]int {
+	s.t.Helper()
+	var out struct {
+		Warm []struct {
+			Host                    string
+			Target, Ready, Starting int
+		}
+	}
+	s.adminGet("/remote-desktop/admin/api/hosts", &out)
+	m := map[string][3]int{}
+	for _, w := range out.Warm {
+		m[w.Host] = [3]int{w.Target, w.Ready, w.Starting}
+	}
+	return m
+}
+
+func (s *system) waitWarmFull(n int, within time.Duration) {
+	s.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		pools, full := s.warmPools(), true
+		for _, h := range s.tb.Hosts {
+			full = full && pools[h.IP] == [3]int{n, n, 0}
+		}
+		if full {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("warm pools not full after %v: %v", within, pools)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// allContainers lists this instance's containers on every host, sorted.
+func (s *system) allContainers() []string {
+	s.t.Helper()
+	var ids []string
+	for _, h := range s.tb.Hosts {
+		for id := range s.containerSessions(h) {
+			ids = append(ids, h.IP+"/"+id)
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// Caddy killed with SIGKILL while each host keeps 2 warm desktops and one
+// player has claimed one: after the restart the same containers are
+// adopted (no new warm start, no duplicate, no orphan), the pools are full
+// again, and a warm container that no record names (as if Caddy died
+// between making it and recording it) is removed.
+func TestWarmSIGKILLAdopts(t *testing.T) {
+	s := prepareSystem(t, sysConfig{policy: "keep", dataDir: t.TempDir()})
+	cf := strings.ReplaceAll(s.caddyfile(), "\t\t\tdocker_image "+s.cfg.image+"\n", "\t\t\tdocker_image "+s.cfg.image+"\n\t\t\twarm 2\n")
+	s.caddy = e2e.StartCaddy(t, e2e.CaddyOptions{Caddyfile: cf, DataDir: s.cfg.dataDir})
+	s.cleanupOnEnd()
+	s.waitAllHealthy(30 * time.Second)
+	s.waitWarmFull(2, 90*time.Second)
+
+	u := s.newUser()
+	s.create(u)
+	if st := s.status(u); st["state"] != "ready" {
+		t.Fatalf("a create with warm desktops ready: %v", st)
+	}
+	s.waitWarmFull(2, 60*time.Second)
+	before := s.allContainers()
+	if len(before) != 7 {
+		t.Fatalf("%d containers, want 6 warm + 1 session: %v", len(before), before)
+	}
+	session := s.snap(u)
+
+	s.caddy.Kill()
+	h1 := s.tb.Hosts[0]
+	stray := "h13warm-stray-" + s.instance
+	testbed.Exec(t, h1, "docker", "run", "-d", "--name", stray,
+		"--label", "io.ctf-remote-desktop.managed=true", "--label", labelInstance+"="+s.instance,
+		"--label", "io.ctf-remote-desktop.warm=true", "--label", labelSession+"=stray", s.cfg.image)
+	t.Cleanup(func() { _, _ = testbed.TryExec(h1, "docker", "rm", "-f", stray) })
+	mark := time.Now()
+	s.caddy.Restart()
+	s.waitAllHealthy(30 * time.Second)
+	s.waitWarmFull(2, 60*time.Second)
+	t.Logf("warm pools full again %v after the restart", time.Since(mark).Round(time.Millisecond))
+	if got := s.snap(u); got != session {
+		t.Errorf("session after the restart: %+v, before: %+v", got, session)
+	}
+	if a := s.desktop(u); a.code != http.StatusOK {
+		t.Errorf("desktop unreachable after the restart: %d %v", a.code, a.err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		if out, _ := testbed.TryExec(h1, "docker", "ps", "-aq", "--filter", "name="+stray); strings.TrimSpace(out) == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the unrecorded warm container was kept")
+		}
+	}
+	time.Sleep(orphanGrace + 2*reaperInterval) // past the grace, several reaper passes
+	if after := s.allContainers(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("containers after the restart:\n%v\nbefore:\n%v", after, before)
+	}
+	if evs := s.eventsSince(0, "orphan_removed", ""); len(evs) > 0 {
+		t.Errorf("orphans removed after the restart: %+v", evs)
+	}
+	if n := len(s.eventsSince(0, "warm_removed", "")); n != 1 {
+		t.Errorf("%d warm_removed events, want 1 (the unrecorded one)", n)
+	}
+}
