@@ -1,0 +1,233 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ctf-desktops/caddy-remote-desktop/module/internal/e2e"
+)
+
+const (
+	warmFirstUser   = 3001 // herd users of the warm phase
+	warmSingleUser  = 3401
+	warmSingleRuns  = 5
+	warmFillTimeout = 8 * time.Minute
+)
+
+// benchWarm is the warm pool's rows: a herd of herdSize over the hosts
+// with a pool that covers it, then with a pool a quarter of it, each
+// against single warm claims measured in the same run.
+func (r *rig) benchWarm(t *testing.T) {
+	perHost := (herdSize + len(r.tb.Hosts) - 1) / len(r.tb.Hosts)
+	r.warmHerd(t, "covering", perHost, warmFirstUser)
+	r.warmHerd(t, "a quarter", (perHost+3)/4, warmFirstUser+herdSize)
+}
+
+type warmPoolView struct {
+	Host                    string
+	Target, Ready, Starting int
+	Refills                 int64
+}
+
+func (a *api) warmPools(ctx context.Context) ([]warmPoolView, error) {
+	var out struct{ Warm []warmPoolView }
+	_, err := a.json(ctx, e2e.AdminUserID, http.MethodGet, "/remote-desktop/admin/api/hosts", "", &out)
+	return out.Warm, err
+}
+
+// waitWarmFull waits until every host's pool is at its target.
+func (a *api) waitWarmFull(ctx context.Context, hosts int) (time.Duration, error) {
+	t0 := time.Now()
+	for {
+		pools, err := a.warmPools(ctx)
+		if err != nil {
+			return 0, err
+		}
+		full := len(pools) == hosts
+		for _, p := range pools {
+			full = full && p.Target > 0 && p.Ready == p.Target && p.Starting == 0
+		}
+		if full {
+			return time.Since(t0), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("warm pools not full: %+v: %w", pools, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (r *rig) warmHerd(t *testing.T, label string, perHost, firstUser int) {
+	instance := r.run + "-warm" + strconv.Itoa(firstUser)
+	cf := strings.ReplaceAll(r.caddyfile(caddyConf{image: r.tb.TinyImage}, instance),
+		"\t\t\tmax_sessions -1\n", fmt.Sprintf("\t\t\tmax_sessions -1\n\t\t\twarm %d\n", perHost))
+	c := e2e.StartCaddy(t, e2e.CaddyOptions{Caddyfile: cf})
+	defer func() { // before the next herd: its hosts must be empty
+		if c.Running() {
+			_ = c.Stop()
+		}
+		if n := r.removeInstance(t, instance); n > 0 {
+			t.Logf("removed %d leftover container(s) of %s", n, instance)
+		}
+	}()
+	a := r.api(c)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	users := make([]int, herdSize)
+	for i := range users {
+		users[i] = firstUser + i
+	}
+	// Every player has been seen once (identity cached), as in a CTF where
+	// they open the challenge page before the start.
+	for _, u := range append(users, e2e.AdminUserID) {
+		if _, err := a.creationStatus(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fctx, fcancel := context.WithTimeout(ctx, warmFillTimeout)
+	fill, err := a.waitWarmFull(fctx, len(r.tb.Hosts))
+	fcancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("warm pools (%d per host) full %v after Caddy started", perHost, fill.Round(time.Second))
+
+	// Single warm claims, the same way as the herd's: the server's ready
+	// time minus the client's time before the POST.
+	var singles []time.Duration
+	for i := range warmSingleRuns {
+		u := warmSingleUser + firstUser - warmFirstUser + i
+		if _, err := a.creationStatus(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		if err := a.create(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		_, cs, err := a.waitReady(ctx, u, 20*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		singles = append(singles, cs.Stages.at("ready").Sub(t0))
+		if err := a.destroy(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.waitWarmFull(ctx, len(r.tb.Hosts)); err != nil {
+		t.Fatal(err)
+	}
+	single := Median(singles)
+	pools0, _ := a.warmPools(ctx)
+
+	t0s := make([]time.Time, herdSize)
+	postErr := make([]error, herdSize)
+	gate := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range herdSize {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-gate
+			t0s[i] = time.Now()
+			postErr[i] = a.create(ctx, users[i])
+		}()
+	}
+	herdStart := time.Now()
+	close(gate)
+	wg.Wait()
+
+	type result struct {
+		ready time.Time
+		cold  bool
+		fail  string
+	}
+	res := map[int]result{}
+	for i, err := range postErr {
+		if err != nil {
+			res[users[i]] = result{fail: err.Error()}
+		}
+	}
+	for deadline := time.Now().Add(herdTimeout); len(res) < herdSize && time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		var list struct {
+			Sessions []sessionView `json:"sessions"`
+		}
+		if _, err := a.json(ctx, e2e.AdminUserID, http.MethodGet, "/remote-desktop/admin/api/containers", "", &list); err != nil {
+			t.Fatalf("admin containers: %v", err)
+		}
+		for _, s := range list.Sessions {
+			u, _ := strconv.Atoi(s.UserID)
+			if _, done := res[u]; !done && u >= firstUser && u < firstUser+herdSize && s.State == "ready" {
+				res[u] = result{ready: s.Stages.at("ready"), cold: !s.Stages.at("starting").IsZero()}
+			}
+		}
+	}
+	settled := time.Since(herdStart)
+	pools1, _ := a.warmPools(ctx)
+	var refills int64
+	for i := range pools1 {
+		for _, p := range pools0 {
+			if p.Host == pools1[i].Host {
+				refills += pools1[i].Refills - p.Refills
+			}
+		}
+	}
+
+	var ttr, warmTTR []time.Duration
+	var failures []string
+	cold := 0
+	for i, u := range users {
+		x, ok := res[u]
+		switch {
+		case !ok:
+			failures = append(failures, fmt.Sprintf("%d: not ready within %s", u, herdTimeout))
+		case x.fail != "":
+			failures = append(failures, fmt.Sprintf("%d: %s", u, x.fail))
+		default:
+			ttr = append(ttr, x.ready.Sub(t0s[i]))
+			if x.cold {
+				cold++
+			} else {
+				warmTTR = append(warmTTR, x.ready.Sub(t0s[i]))
+			}
+		}
+	}
+	ttrS := Sorted(ttr)
+	p50, p95 := Percentile(ttrS, 50), Percentile(ttrS, 95)
+	t.Logf("warm herd (%s): %d failures, %d cold, P50 %v P95 %v, single claims %v, settled in %v, %d refills during it",
+		label, len(failures), cold, p50, p95, singles, settled, refills)
+	for i, f := range failures {
+		if i < 5 {
+			t.Logf("failure: %s", f)
+		}
+	}
+	fig := fmt.Sprintf("Warm herd, pool %s the rush (warm %d × %d hosts, %s): %d creates at once", label, perHost, len(r.tb.Hosts), r.tb.TinyImage, herdSize)
+	r.add(secHerd, Row{
+		Figure: fig + ": failures", Ratio: fmt.Sprintf("%d / %d", len(failures), herdSize), Target: "0",
+		Verdict: verdict(len(failures) == 0),
+		Context: fmt.Sprintf("%d served warm, %d cold; all settled in %s; %d warm desktops refilled meanwhile", len(ttr)-cold, cold, Ms(settled), refills),
+	})
+	if cold == 0 {
+		r.add(secHerd, Row{
+			Figure: fig + ": time to ready P95 ÷ a single warm claim in the same run",
+			Ratio:  X(Div(p95, single)), Target: "≤ 3× and P95 ≤ 2 s",
+			Verdict: verdict(p95 <= 3*single && p95 <= 2*time.Second),
+			Context: fmt.Sprintf("P95 %s, P50 %s, slowest %s; single warm claim %s (median of %d: %s)",
+				Ms(p95), Ms(p50), Ms(Percentile(ttrS, 100)), Ms(single), len(singles), fmtDurs(singles)),
+		})
+		return
+	}
+	wS := Sorted(warmTTR)
+	r.add(secHerd, Row{
+		Figure: fig + ": time to ready, warm claims and cold starts",
+		Ratio:  fmt.Sprintf("P95 %s", Ms(p95)),
+		Context: fmt.Sprintf("warm P95 %s (n=%d); all P50 %s, slowest %s; later players served cold (%d); single warm claim %s",
+			Ms(Percentile(wS, 95)), len(warmTTR), Ms(p50), Ms(Percentile(ttrS, 100)), cold, Ms(single)),
+	})
+}
