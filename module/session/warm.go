@@ -246,6 +246,9 @@ func (p *WarmPool) loop() {
 // undrained host not in exclude, marking it claiming: the caller records
 // it in a session and then calls Claimed, or Return if it cannot use it.
 func (p *WarmPool) Claim(exclude map[string]bool) (WarmDesk, bool) {
+	if !p.anyReady() { // the pool off (the default) or empty: the cold path pays nothing
+		return WarmDesk{}, false
+	}
 	status := p.deps.Hosts.Status()
 	specs := make(map[string]string, len(status))
 	for _, st := range status {
@@ -300,6 +303,17 @@ func (p *WarmPool) Claim(exclude map[string]bool) (WarmDesk, bool) {
 			Message: fmt.Sprintf("warm pool of %s is empty: new sessions there start cold until it refills", host)})
 	}
 	return d, true
+}
+
+func (p *WarmPool) anyReady() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range p.desks {
+		if e.state == warmReady {
+			return true
+		}
+	}
+	return false
 }
 
 // Return puts back a desktop Claim handed out but the caller did not use.
