@@ -70,7 +70,7 @@ func TestWarmSIGKILLAdopts(t *testing.T) {
 	cf := strings.ReplaceAll(s.caddyfile(), "\t\t\tdocker_image "+s.cfg.image+"\n", "\t\t\tdocker_image "+s.cfg.image+"\n\t\t\twarm 2\n")
 	s.caddy = e2e.StartCaddy(t, e2e.CaddyOptions{Caddyfile: cf, DataDir: s.cfg.dataDir})
 	s.cleanupOnEnd()
-	s.waitAllHealthy(30 * time.Second)
+	s.waitAllHealthy(90 * time.Second) // the isolation proof takes up to ~50 s on a loaded bed
 	s.waitWarmFull(2, 90*time.Second)
 
 	u := s.newUser()
@@ -94,7 +94,7 @@ func TestWarmSIGKILLAdopts(t *testing.T) {
 	t.Cleanup(func() { _, _ = testbed.TryExec(h1, "docker", "rm", "-f", stray) })
 	mark := time.Now()
 	s.caddy.Restart()
-	s.waitAllHealthy(30 * time.Second)
+	s.waitAllHealthy(90 * time.Second) // the isolation proof takes up to ~50 s on a loaded bed
 	s.waitWarmFull(2, 60*time.Second)
 	t.Logf("warm pools full again %v after the restart", time.Since(mark).Round(time.Millisecond))
 	if got := s.snap(u); got != session {
