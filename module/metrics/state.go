@@ -14,7 +14,7 @@ type Figures struct {
 	Sessions []SessionCount `json:"sessions"` // live (not ended) sessions by state and host
 	Hosts    []HostFigure   `json:"hosts"`
 	SSH      []SSHFigure    `json:"ssh,omitempty"`
-	Warm     []WarmFigure   `json:"warm,omitempty"` // the warm pool, hosts with a target or desktops
+	Warm     []WarmFigure   `json:"warm,omitempty"` // the warm pool of each host
 	// How long the oldest queued session has waited so far (0: none
 	// queued): a stuck queue shows here before any session leaves it.
 	QueueOldest time.Duration `json:"-"`

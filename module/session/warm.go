@@ -343,8 +343,8 @@ func (p *WarmPool) Owns(host, containerID string, labels map[string]string) bool
 	return p.ownsLocked(host, docker.Container{ID: containerID, Labels: labels})
 }
 
-// Status reports each host's pool, in configuration order: hosts with a
-// target or with warm desktops.
+// Status reports each host's pool, in configuration order (every host,
+// zeros included, so that the metrics' series do not come and go).
 func (p *WarmPool) Status() []WarmStatus {
 	list := p.deps.Hosts.Status()
 	targets := map[string]int{}
@@ -375,11 +375,5 @@ func (p *WarmPool) Status() []WarmStatus {
 			w.Starting++
 		}
 	}
-	kept := out[:0]
-	for _, w := range out {
-		if w.Target > 0 || w.Ready > 0 || w.Starting > 0 || w.Refills > 0 {
-			kept = append(kept, w)
-		}
-	}
-	return kept
+	return out
 }

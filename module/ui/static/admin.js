@@ -287,7 +287,7 @@
     else setBadge(dr, 'badge-primary', 'accepting');
     // The warm pool (warm: N): desktops ready to claim, refills in flight.
     var w = h._warm;
-    setText(part(row, 'host-warm'), w ? 'warm ' + w.ready + ' / ' + w.target + ' ready' +
+    setText(part(row, 'host-warm'), w && (w.target || w.ready || w.starting || w.refills) ? 'warm ' + w.ready + ' / ' + w.target + ' ready' +
       (w.starting ? ', ' + w.starting + ' starting' : '') + ', ' + w.refills + ' refilled' : '');
     var drain = part(row, 'drain-button');
     setText(drain, h.drained ? 'Undrain' : 'Drain');
