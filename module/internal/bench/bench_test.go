@@ -221,101 +221,44 @@ type caddyConf struct {
 // whole phase once each user made one request), its own instance label,
 // and a /bench-noop route (Caddy's static respond, the baseline of the CPU
 // figure). At the end of the test it is stopped gracefully (shutdown_policy
-// destroy removes its containers) and whatever is left of its instance is
-// removed.
+// destroy removes its containers), whatever is left of its instance is
+// removed, and its log is kept in out/bench-logs.
 func (r *rig) startCaddy(t *testing.T, cc caddyConf, dataDir string) (*e2e.Caddy, string) {
 	t.Helper()
 	r.mu.Lock()
 	r.caddySeq++
 	instance := fmt.Sprintf("%s-%d", r.run, r.caddySeq)
 	r.mu.Unlock()
-	c := e2e.StartCaddy(t, e2e.CaddyOptions{Caddyfile: r.caddyfile(cc, instance), DataDir: dataDir})
-	t.Cleanup(func() {
-		if c.Running() {
-			if err := c.Stop(); err != nil {
-				t.Logf("caddy stop: %v", err)
-			}
-		}
-		if n := r.removeInstance(t, instance); n > 0 {
-			t.Logf("removed %d leftover container(s) of %s", n, instance)
-		}
-		// Keep Caddy's log for reading the run afterwards.
-		if root, err := testbed.RepoRoot(); err == nil {
-			dir := filepath.Join(root, "out", "bench-logs")
-			if os.MkdirAll(dir, 0o755) == nil {
-				_ = os.WriteFile(filepath.Join(dir, instance+".log"), []byte(c.Logs()), 0o644)
-			}
-		}
-	})
-	return c, instance
+	sys := e2e.NewSystem(t, r.tb, r.ctfd, instance)
+	if root, err := testbed.RepoRoot(); err == nil {
+		sys.KeepLog = filepath.Join(root, "out", "bench-logs", instance+".log")
+	}
+	return sys.Start(r.caddyfile(cc, sys), dataDir), instance
 }
 
-func (r *rig) caddyfile(cc caddyConf, instance string) string {
+func (r *rig) caddyfile(cc caddyConf, sys *e2e.System) string {
 	if cc.policy == "" {
 		cc.policy = "destroy"
 	}
-	var hosts strings.Builder
-	for _, h := range r.tb.Hosts {
-		// No session cap: the herd puts about 67 sessions on each host.
-		fmt.Fprintf(&hosts, "\t\thost %s {\n\t\t\tuser %s\n\t\t\tport %d\n\t\t\tdocker_image %s\n\t\t\tmax_sessions -1\n\t\t}\n", h.IP, h.User, max(h.SSHPort, 22), cc.image)
-	}
-	return fmt.Sprintf(`{
-	admin {{ADMIN}}
-	remote_desktop {
-		hosts_file %s
-%s		known_hosts %s
-		ssh_key %s
-		instance %s
-		shutdown_policy %s
-%s
-	}
-}
-http://127.0.0.1:{{PORT}} {
-	remote_desktop {
-		identity ctfd {
-			url %s
-			admin_token %s
-			cache_ttl 10m
-		}
-	}
-	respond /bench-noop 200
-	respond "ctfd itself" 200
-}
-`, r.noHosts, hosts.String(), r.tb.KnownHosts, r.tb.SSHKey, instance, cc.policy, cc.extraApp,
-		r.ctfd.URL(), r.ctfd.AdminToken())
+	c := sys.Caddyfile()
+	c.HostsFile = r.noHosts
+	c.Image = cc.image
+	c.HostLines = []string{"max_sessions -1"} // no session cap: the herd puts about 67 sessions on each host
+	c.App = []string{"shutdown_policy " + cc.policy, cc.extraApp}
+	c.Identity = e2e.CTFdIdentity(r.ctfd, "10m", "")
+	c.Respond = []string{"respond /bench-noop 200", `respond "ctfd itself" 200`}
+	return c.String()
 }
 
 // removeInstance force-removes every container of the instance on every
 // host and says how many there were.
 func (r *rig) removeInstance(t *testing.T, instance string) int {
-	n := 0
-	for _, h := range r.tb.Hosts {
-		out, err := testbed.TryExec(h, "docker", "ps", "-aq", "--filter", "label=io.ctf-remote-desktop.instance="+instance)
-		if err != nil {
-			t.Logf("list leftovers on %s: %v", h.Name, err)
-			continue
-		}
-		if ids := strings.Fields(out); len(ids) > 0 {
-			n += len(ids)
-			if _, err := testbed.TryExec(h, append([]string{"docker", "rm", "-f"}, ids...)...); err != nil {
-				t.Logf("remove leftovers on %s: %v", h.Name, err)
-			}
-		}
-	}
-	return n
+	return e2e.RemoveInstance(t, r.tb.Hosts, instance)
 }
 
 // countInstance counts the instance's containers on every host.
 func (r *rig) countInstance(instance string) (int, error) {
-	n := 0
-	for _, h := range r.tb.Hosts {
-		out, err := testbed.TryExec(h, "docker", "ps", "-aq", "--filter", "label=io.ctf-remote-desktop.instance="+instance)
-		if err != nil {
-			return 0, err
-		}
-		n += len(strings.Fields(out))
-	}
-	return n, nil
+	return e2e.CountContainers(r.tb.Hosts, instance, true, nil)
 }
 
 // api talks to the module as the stand-in's users.
@@ -331,20 +274,13 @@ func (r *rig) api(c *e2e.Caddy) *api {
 
 // do sends a request as user (0: anonymous) and returns the status and body.
 func (a *api) do(ctx context.Context, user int, method, path, body string) (int, []byte, error) {
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
+	cookie := ""
+	if user != 0 {
+		cookie = a.r.cookie(user)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
+	req, err := e2e.APIRequest(ctx, a.base, cookie, method, path, body, nil)
 	if err != nil {
 		return 0, nil, err
-	}
-	if user != 0 {
-		req.Header.Set("Cookie", "session="+a.r.cookie(user))
-	}
-	if method == http.MethodPost {
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Origin", a.base)
 	}
 	resp, err := a.client.Do(req)
 	if err != nil {
@@ -464,12 +400,11 @@ func (a *api) waitReady(ctx context.Context, user int, every time.Duration) (tim
 
 // target is the session's noVNC address, from the seed's auth-check.
 func (a *api) target(ctx context.Context, user int) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+"/remote-desktop/api/auth-check", nil)
+	req, err := e2e.APIRequest(ctx, a.base, a.r.cookie(user), http.MethodGet, "/remote-desktop/api/auth-check", "",
+		map[string]string{"X-User-ID": fmt.Sprint(user)})
 	if err != nil {
 		return "", err
 	}
-	req.Header.Set("Cookie", "session="+a.r.cookie(user))
-	req.Header.Set("X-User-ID", fmt.Sprint(user))
 	resp, err := a.client.Do(req)
 	if err != nil {
 		return "", err

@@ -100,10 +100,10 @@ http://127.0.0.1:{{PORT}} {
 		return h
 	}
 	targets := []proxyTarget{
-		{"module", c.URL + vnc + "/vnc.html", []string{cookie}, WSTarget{caddyHost, vnc + "/websockify", hdr(c.URL, true)}},
-		{"plain reverse_proxy", plain.URL + "/vnc.html", nil, WSTarget{plainHost, "/websockify", hdr(plain.URL, false)}},
-		{"nginx + auth_request", "http://" + ngxHost + vnc + "/vnc.html", []string{cookie}, WSTarget{ngxHost, vnc + "/websockify", hdr("http://"+ngxHost, true)}},
-		{"direct", "http://" + addr + "/vnc.html", nil, WSTarget{addr, "/websockify", hdr("http://"+addr, false)}},
+		{"module", c.URL + vnc + "/vnc.html", []string{cookie}, WSTarget{Addr: caddyHost, Path: vnc + "/websockify", Header: hdr(c.URL, true)}},
+		{"plain reverse_proxy", plain.URL + "/vnc.html", nil, WSTarget{Addr: plainHost, Path: "/websockify", Header: hdr(plain.URL, false)}},
+		{"nginx + auth_request", "http://" + ngxHost + vnc + "/vnc.html", []string{cookie}, WSTarget{Addr: ngxHost, Path: vnc + "/websockify", Header: hdr("http://"+ngxHost, true)}},
+		{"direct", "http://" + addr + "/vnc.html", nil, WSTarget{Addr: addr, Path: "/websockify", Header: hdr("http://"+addr, false)}},
 	}
 	// Every path works (and the identity cache is warm) before measuring.
 	client := NewHTTPClient(4, 10*time.Second)

@@ -1,21 +1,16 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ctf-desktops/caddy-remote-desktop/module/internal/e2e"
 )
 
 // rfbGreeting is the first websocket message of the tiny image (and of a
@@ -24,130 +19,35 @@ const rfbGreeting = "RFB 003.008\n"
 
 // WSTarget is a websocket endpoint: ws://Addr+Path with extra headers
 // (Cookie, Origin).
-type WSTarget struct {
-	Addr   string // host:port
-	Path   string
-	Header http.Header
-}
+type WSTarget = e2e.WSTarget
 
-// wsConn is an open client websocket.
-type wsConn struct {
-	net.Conn
-	br *bufio.Reader
-}
-
-// wsDial opens a websocket (RFC 6455 handshake, subprotocol "binary" as
-// noVNC asks) and reads the server's first message, which must be the RFB
-// greeting.
-func wsDial(ctx context.Context, t WSTarget) (*wsConn, error) {
-	c, err := DialContext(ctx, "tcp", t.Addr)
+// wsDial opens a websocket (e2e.DialWS, only to allowed addresses) and
+// reads the server's first message, which must be the RFB greeting.
+func wsDial(ctx context.Context, t WSTarget) (*e2e.WSConn, error) {
+	if t.Dial == nil {
+		t.Dial = DialContext
+	}
+	_, w, err := e2e.DialWS(ctx, t)
 	if err != nil {
 		return nil, err
 	}
 	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(dl)
+		_ = w.SetDeadline(dl)
 	}
-	var key [16]byte
-	_, _ = rand.Read(key[:])
-	var req strings.Builder
-	fmt.Fprintf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: binary\r\n",
-		t.Path, t.Addr, base64.StdEncoding.EncodeToString(key[:]))
-	for k, vs := range t.Header {
-		for _, v := range vs {
-			fmt.Fprintf(&req, "%s: %s\r\n", k, v)
-		}
-	}
-	req.WriteString("\r\n")
-	if _, err := io.WriteString(c, req.String()); err != nil {
-		c.Close()
-		return nil, err
-	}
-	br := bufio.NewReaderSize(c, 64<<10)
-	resp, err := http.ReadResponse(br, nil)
+	op, payload, err := w.ReadFrame(nil)
 	if err != nil {
-		c.Close()
-		return nil, fmt.Errorf("websocket handshake: %w", err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
-		c.Close()
-		return nil, fmt.Errorf("websocket handshake: %s: %s", resp.Status, strings.TrimSpace(string(body)))
-	}
-	w := &wsConn{Conn: c, br: br}
-	op, payload, err := w.readFrame(nil)
-	if err != nil {
-		c.Close()
+		w.Close()
 		return nil, fmt.Errorf("websocket first message: %w", err)
 	}
-	if op != 0x2 || string(payload) != rfbGreeting {
-		c.Close()
+	if op != e2e.OpBinary || string(payload) != rfbGreeting {
+		w.Close()
 		return nil, fmt.Errorf("websocket first message: opcode %d %q, want the RFB greeting", op, payload)
 	}
-	_ = c.SetDeadline(time.Time{})
+	_ = w.SetDeadline(time.Time{})
 	return w, nil
 }
 
-// readFrame reads one unmasked server frame into buf (grown as needed).
-func (w *wsConn) readFrame(buf []byte) (opcode byte, payload []byte, err error) {
-	var hdr [2]byte
-	if _, err = io.ReadFull(w.br, hdr[:]); err != nil {
-		return
-	}
-	opcode = hdr[0] & 0x0F
-	n := uint64(hdr[1] & 0x7F)
-	switch n {
-	case 126:
-		var ext [2]byte
-		if _, err = io.ReadFull(w.br, ext[:]); err != nil {
-			return
-		}
-		n = uint64(binary.BigEndian.Uint16(ext[:]))
-	case 127:
-		var ext [8]byte
-		if _, err = io.ReadFull(w.br, ext[:]); err != nil {
-			return
-		}
-		n = binary.BigEndian.Uint64(ext[:])
-	}
-	if hdr[1]&0x80 != 0 {
-		return 0, nil, errors.New("server frame is masked")
-	}
-	if n > 16<<20 {
-		return 0, nil, fmt.Errorf("frame of %d bytes", n)
-	}
-	if uint64(cap(buf)) < n {
-		buf = make([]byte, n)
-	}
-	payload = buf[:n]
-	_, err = io.ReadFull(w.br, payload)
-	return
-}
-
-// maskedFrame builds a client frame (FIN set, masked with a fixed random
-// key: the server unmasks it like any other).
-func maskedFrame(opcode byte, payload []byte) []byte {
-	var mask [4]byte
-	_, _ = rand.Read(mask[:])
-	f := []byte{0x80 | opcode}
-	switch n := len(payload); {
-	case n < 126:
-		f = append(f, 0x80|byte(n))
-	case n <= 0xFFFF:
-		f = append(f, 0x80|126, byte(n>>8), byte(n))
-	default:
-		var ext [8]byte
-		binary.BigEndian.PutUint64(ext[:], uint64(n))
-		f = append(append(f, 0x80|127), ext[:]...)
-	}
-	f = append(f, mask[:]...)
-	for i, b := range payload {
-		f = append(f, b^mask[i%4])
-	}
-	return f
-}
-
-var closeFrame = maskedFrame(0x8, []byte{0x03, 0xE8}) // 1000, normal closure
+var closeFrame = e2e.MaskedFrame(e2e.OpClose, []byte{0x03, 0xE8}) // 1000, normal closure
 
 // ConnectResult is a websocket connect load's outcome.
 type ConnectResult struct {
@@ -227,7 +127,7 @@ func WSThroughput(ctx context.Context, t WSTarget, frameSize int, warmup, dur ti
 	defer c.Close()
 	payload := make([]byte, frameSize)
 	_, _ = rand.Read(payload)
-	frame := maskedFrame(0x2, payload)
+	frame := e2e.MaskedFrame(e2e.OpBinary, payload)
 
 	stop := make(chan struct{})
 	writeErr := make(chan error, 1)
@@ -253,7 +153,7 @@ func WSThroughput(ctx context.Context, t WSTarget, frameSize int, warmup, dur ti
 	var t0, tLast time.Time
 	buf := make([]byte, 0, frameSize)
 	for {
-		op, p, err := c.readFrame(buf)
+		op, p, err := c.ReadFrame(buf)
 		if err != nil {
 			close(stop)
 			c.Close()
@@ -261,7 +161,7 @@ func WSThroughput(ctx context.Context, t WSTarget, frameSize int, warmup, dur ti
 		}
 		buf = p[:0]
 		now := time.Now()
-		if op != 0x2 {
+		if op != e2e.OpBinary {
 			continue
 		}
 		if now.Before(measureFrom) {

@@ -43,15 +43,15 @@ const adminHooks = `(() => {
 func (j *journey) openAdmin() *tab {
 	j.t.Helper()
 	admin := j.b.newContext("admin")
-	admin.setCookie(j.caddy.URL, "session", j.login(e2e.AdminUserID))
+	admin.setCookie(j.Caddy.URL, "session", j.Login(e2e.AdminUserID))
 	admin.do("viewport", chromedp.EmulateViewport(pageWidth, pageHeight))
-	page := j.caddy.URL + "/remote-desktop/admin"
+	page := j.Caddy.URL + "/remote-desktop/admin"
 	if resp := admin.navigate(page); resp.Status != 200 {
 		admin.fail("GET %s: %d", page, resp.Status)
 	}
 	d := admin.waitJS("event stream live", `document.querySelector('[data-testid="event-stream-state"]').dataset.state === 'live'`,
 		`document.querySelector('[data-testid="event-stream-state"]').innerText`, 15*time.Second)
-	admin.waitJS("hosts listed", fmt.Sprintf(`document.querySelectorAll('#hosts-body tr[data-host]').length === %d`, len(j.tb.Hosts)),
+	admin.waitJS("hosts listed", fmt.Sprintf(`document.querySelectorAll('#hosts-body tr[data-host]').length === %d`, len(j.Bed.Hosts)),
 		`document.querySelector('#hosts-body').innerText`, 15*time.Second)
 	eval[string](admin, adminHooks)
 	j.timing("admin: dashboard live (event stream open) %s after load", d.Round(time.Millisecond))
@@ -108,7 +108,7 @@ func (j *journey) checkAdminSawSession(admin *tab) {
 			first = e.At
 		}
 	}
-	page := j.caddy.URL + "/remote-desktop/admin"
+	page := j.Caddy.URL + "/remote-desktop/admin"
 	loads := admin.net.countExact(page)
 	recent := admin.net.count("/admin/api/events/recent")
 	streams := admin.net.count("/admin/api/events/stream")
@@ -143,6 +143,6 @@ func (j *journey) adminKills(admin, p *tab) {
 		j.t.Errorf("player after the kill: the notice says %q, want it stopped, killed by an admin", got)
 	}
 	j.shot(p, "player-killed")
-	gone := j.waitSessionGone("kill", session)
+	gone := j.WaitSessionGone("kill", session, 30*time.Second)
 	j.timing("run 2: admin kill → player's page shows it ended in %s; container %s", seen.Round(time.Millisecond), gone)
 }

@@ -1,11 +1,7 @@
 package browser
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -62,45 +58,15 @@ func TestBrandLinksAndErrorPages(t *testing.T) {
 	ctfd.AddUser(e2e.User{ID: aliceID, Name: "alice", Email: "alice@example.com", Verified: true})
 	ctfd.AddUser(e2e.User{ID: bobID, Name: "bob", Email: "bob@example.com", Verified: true})
 	ctfd.SetConfig("ctf_name", "Desk CTF from CTFd")
-	var suffix [4]byte
-	_, _ = rand.Read(suffix[:])
-	j := &journey{t: t, tb: tb, ctfd: ctfd, instance: instancePrefix + hex.EncodeToString(suffix[:]),
-		shots: newShots(t), cookies: map[int]string{}}
-	var hosts strings.Builder
-	for _, h := range tb.Hosts {
-		fmt.Fprintf(&hosts, "\t\thost %s {\n\t\t\tuser %s\n\t\t\tdocker_image %s\n\t\t}\n", h.IP, h.User, tb.TinyImage)
-	}
-	identity := fmt.Sprintf("identity ctfd {\n\t\t\turl %s\n\t\t\tadmin_token %s\n\t\t\tcache_ttl 1s\n\t\t}", ctfd.URL(), ctfd.AdminToken())
-	j.caddy = e2e.StartCaddy(t, e2e.CaddyOptions{Caddyfile: fmt.Sprintf(`{
-	admin {{ADMIN}}
-	remote_desktop {
-		hosts_file %s
-%s		known_hosts %s
-		ssh_key %s
-		instance %s
-		probe_interval 2s
-		shutdown_policy destroy
-	}
-}
-http://127.0.0.1:{{PORT}} {
-	remote_desktop {
-		%s
-		brand "Hack The Desk"
-		links {
-			Tasks /tasks
-			Rules https://ctf.example.com/rules
-		}
-	}
-	respond 404
-}
-http://127.0.0.1:{{PORT2}} {
-	remote_desktop {
-		%s
-	}
-	respond 404
-}
-`, filepath.Join(t.TempDir(), "no-hosts.yml"), hosts.String(), tb.KnownHosts, tb.SSHKey, j.instance, identity, identity)})
-	t.Cleanup(j.cleanup)
+	j := &journey{System: e2e.NewSystem(t, tb, ctfd, newInstance()), t: t, shots: newShots(t)}
+	c := j.Caddyfile()
+	c.Image = tb.TinyImage
+	c.App = []string{"probe_interval 2s", "shutdown_policy destroy"}
+	c.Identity = e2e.CTFdIdentity(ctfd, "1s", "")
+	c.Handler = []string{`brand "Hack The Desk"`, "links {\n\t\t\tTasks /tasks\n\t\t\tRules https://ctf.example.com/rules\n\t\t}"}
+	c.Respond = []string{"respond 404"}
+	c.Site2 = true
+	j.Start(c.String(), "")
 	j.b = startBrowser(t, pageWidth, pageHeight, j.shots)
 
 	// Brand and links from the config on the player page.
@@ -114,7 +80,7 @@ http://127.0.0.1:{{PORT2}} {
 	j.shot(alice, "branded-player")
 
 	// A player opening /admin: a styled 403 page.
-	if resp := alice.navigate(j.caddy.URL + "/remote-desktop/admin"); resp.Status != 403 || !strings.HasPrefix(resp.MimeType, "text/html") {
+	if resp := alice.navigate(j.Caddy.URL + "/remote-desktop/admin"); resp.Status != 403 || !strings.HasPrefix(resp.MimeType, "text/html") {
 		t.Errorf("/admin as a player: %d %s, want a 403 HTML page", resp.Status, resp.MimeType)
 	}
 	nav = eval[navbarView](alice, navbar)
@@ -124,7 +90,7 @@ http://127.0.0.1:{{PORT2}} {
 	j.shot(alice, "admin-403")
 
 	// Another player's desktop: the same layout.
-	if resp := alice.navigate(j.caddy.URL + "/remote-desktop/vnc/" + strconv.Itoa(bobID) + "/"); resp.Status != 403 || !strings.HasPrefix(resp.MimeType, "text/html") {
+	if resp := alice.navigate(j.Caddy.URL + "/remote-desktop/vnc/" + strconv.Itoa(bobID) + "/"); resp.Status != 403 || !strings.HasPrefix(resp.MimeType, "text/html") {
 		t.Errorf("bob's desktop as alice: %d %s, want a 403 HTML page", resp.Status, resp.MimeType)
 	}
 	nav = eval[navbarView](alice, navbar)
@@ -136,8 +102,8 @@ http://127.0.0.1:{{PORT2}} {
 	// An idle cluster: Start never shows a queue position. Idle means every
 	// host is in rotation: a create made while the start-up checks (and the
 	// isolation proof) still run queues for a host, rightly.
-	j.waitHostsHealthy(2 * time.Minute)
-	if resp := alice.navigate(j.caddy.URL + "/remote-desktop"); resp.Status != 200 {
+	j.WaitHostsHealthy(2 * time.Minute)
+	if resp := alice.navigate(j.Caddy.URL + "/remote-desktop"); resp.Status != 200 {
 		t.Fatalf("player page: %d", resp.Status)
 	}
 	alice.waitJS("idle view", visible("idle-view"), playerState, 15*time.Second)
@@ -155,8 +121,8 @@ http://127.0.0.1:{{PORT2}} {
 	// Unset brand: CTFd's own name, asked once however many pages.
 	for i := range 2 {
 		p := j.b.newContext(fmt.Sprintf("ctfd-name-%d", i))
-		p.setCookie(j.caddy.URL, "session", j.login(bobID))
-		page := fmt.Sprintf("http://127.0.0.1:%d/remote-desktop", j.caddy.Port2)
+		p.setCookie(j.Caddy.URL, "session", j.Login(bobID))
+		page := fmt.Sprintf("http://127.0.0.1:%d/remote-desktop", j.Caddy.Port2)
 		if resp := p.navigate(page); resp.Status != 200 {
 			t.Fatalf("GET %s: %d", page, resp.Status)
 		}
@@ -168,38 +134,7 @@ http://127.0.0.1:{{PORT2}} {
 	if n := ctfd.Count("/api/v1/configs/ctf_name"); n != 1 {
 		t.Errorf("CTFd was asked for ctf_name %d times, want once", n)
 	}
-	if err := j.caddy.Stop(); err != nil {
+	if err := j.Caddy.Stop(); err != nil {
 		t.Errorf("caddy did not stop cleanly: %v", err)
-	}
-}
-
-// waitHostsHealthy waits until the admin API shows every host healthy.
-func (j *journey) waitHostsHealthy(limit time.Duration) {
-	j.t.Helper()
-	cookie := j.login(e2e.AdminUserID)
-	deadline := time.Now().Add(limit)
-	for {
-		resp, body := e2e.Do(j.t, "GET", j.caddy.URL+"/remote-desktop/admin/api/hosts",
-			map[string]string{"Cookie": "session=" + cookie, "Accept": "application/json"}, "")
-		var answer struct {
-			Data struct {
-				Hosts []struct{ Name, Health string }
-			}
-		}
-		healthy := 0
-		if resp.StatusCode == 200 && json.Unmarshal(body, &answer) == nil {
-			for _, h := range answer.Data.Hosts {
-				if h.Health == "healthy" {
-					healthy++
-				}
-			}
-			if len(answer.Data.Hosts) > 0 && healthy == len(answer.Data.Hosts) {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			j.t.Fatalf("hosts not all healthy after %v: %d %s", limit, resp.StatusCode, body)
-		}
-		time.Sleep(250 * time.Millisecond)
 	}
 }

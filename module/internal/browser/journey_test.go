@@ -3,7 +3,6 @@ package browser
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -31,28 +30,19 @@ const (
 // Page size for the player page and the dashboard.
 const pageWidth, pageHeight = 1280, 800
 
-// Container labels: the deployment, and the session.
-const (
-	instanceLabel = "io.ctf-remote-desktop.instance"
-	sessionLabel  = "io.ctf-remote-desktop.session"
-)
-
 // instancePrefix starts the instance name of every run of this test.
 const instancePrefix = "browser-e2e-"
 
-// journey is the system under test and the browser driving it.
+// journey is the system under test (e2e.System) and the browser driving
+// it.
 type journey struct {
-	t        *testing.T
-	tb       *testbed.Testbed
-	ctfd     *e2e.CTFd
-	caddy    *e2e.Caddy
-	instance string
-	width    int // the desktop's resolution (hosts.yml container_defaults)
-	height   int
-	b        *browser
-	shots    *shots
-	timings  []string
-	cookies  map[int]string // CTFd session cookies by user id
+	*e2e.System
+	t       *testing.T
+	width   int // the desktop's resolution (hosts.yml container_defaults)
+	height  int
+	b       *browser
+	shots   *shots
+	timings []string
 }
 
 // TestPlayerJourney drives a player's whole journey in a real browser
@@ -125,88 +115,48 @@ func newJourney(t *testing.T, tb *testbed.Testbed) *journey {
 	ctfd.AddUser(e2e.User{ID: aliceID, Name: "alice", Email: "alice@example.com", Verified: true})
 	ctfd.AddUser(e2e.User{ID: bobID, Name: "bob", Email: "bob@example.com", Verified: true})
 
-	var suffix [4]byte
-	_, _ = rand.Read(suffix[:])
-	j := &journey{
-		t: t, tb: tb, ctfd: ctfd, width: width, height: height,
-		instance: instancePrefix + hex.EncodeToString(suffix[:]),
-		shots:    newShots(t),
-		cookies:  map[int]string{},
-	}
-	j.caddy = e2e.StartCaddy(t, e2e.CaddyOptions{Caddyfile: j.caddyfile()})
-	t.Cleanup(j.cleanup)
-	t.Logf("caddy on %s, instance %s, desktop %dx%d (%s)", j.caddy.URL, j.instance, width, height, tb.HostsFile)
+	j := &journey{System: e2e.NewSystem(t, tb, ctfd, newInstance()), t: t, width: width, height: height, shots: newShots(t)}
+	c := j.Caddyfile()
+	c.HostsFile = tb.HostsFile
+	c.App = []string{"probe_interval 2s", fmt.Sprintf("initial_duration %d", initialDuration),
+		fmt.Sprintf("extension_duration %d", extensionDuration), "shutdown_policy destroy"}
+	c.Identity = e2e.CTFdIdentity(ctfd, "1s", "")
+	c.Respond = []string{"respond 404"}
+	j.Start(c.String(), "")
+	t.Logf("caddy on %s, instance %s, desktop %dx%d (%s)", j.Caddy.URL, j.Instance, width, height, tb.HostsFile)
 
 	j.b = startBrowser(t, pageWidth, pageHeight, j.shots)
 	return j
 }
 
-func (j *journey) caddyfile() string {
-	return fmt.Sprintf(`{
-	admin {{ADMIN}}
-	remote_desktop {
-		hosts_file %s
-		known_hosts %s
-		ssh_key %s
-		instance %s
-		probe_interval 2s
-		initial_duration %d
-		extension_duration %d
-		shutdown_policy destroy
-	}
-}
-http://127.0.0.1:{{PORT}} {
-	remote_desktop {
-		identity ctfd {
-			url %s
-			admin_token %s
-			cache_ttl 1s
-		}
-	}
-	respond 404
-}
-`, j.tb.HostsFile, j.tb.KnownHosts, j.tb.SSHKey, j.instance, initialDuration, extensionDuration,
-		j.ctfd.URL(), j.ctfd.AdminToken())
+// newInstance is the instance name of a run: instancePrefix and a random
+// suffix.
+func newInstance() string {
+	var suffix [4]byte
+	_, _ = rand.Read(suffix[:])
+	return instancePrefix + hex.EncodeToString(suffix[:])
 }
 
 // stop stops Caddy (SIGTERM), which must exit cleanly; with
 // shutdown_policy destroy it would destroy sessions still running.
 func (j *journey) stop() {
 	j.t.Helper()
-	if err := j.caddy.Stop(); err != nil {
+	if err := j.Caddy.Stop(); err != nil {
 		j.t.Errorf("caddy did not stop cleanly: %v", err)
 	}
 	// Both sessions ended before; what could be left is a half-made
 	// container of a creation whose host failed (removed by the reaper
 	// after orphan_grace, or by cleanup here).
 	if n := j.containers(); n != 0 {
-		j.t.Logf("%d containers of instance %s left after Caddy stopped (cleanup removes them)", n, j.instance)
-	}
-}
-
-// cleanup removes whatever a failed run left on the hosts.
-func (j *journey) cleanup() {
-	if j.caddy.Running() {
-		_ = j.caddy.Stop()
-	}
-	for _, h := range j.tb.Hosts {
-		out, err := testbed.TryExec(h, "docker", "ps", "-aq", "--filter", "label="+instanceLabel+"="+j.instance)
-		if err != nil {
-			j.t.Logf("cleanup: list containers on %s: %v", h.Name, err)
-			continue
-		}
-		if ids := strings.Fields(out); len(ids) > 0 {
-			j.t.Logf("removing %d leftover containers of %s on %s", len(ids), j.instance, h.Name)
-			_, _ = testbed.TryExec(h, append([]string{"docker", "rm", "-f"}, ids...)...)
-		}
+		j.t.Logf("%d containers of instance %s left after Caddy stopped (cleanup removes them)", n, j.Instance)
 	}
 }
 
 // sweepStale removes containers that earlier runs of this test left behind
 // (a run killed before its cleanup) once they are an hour old.
 func sweepStale(t *testing.T, h testbed.Host) {
-	out, err := testbed.TryExec(h, "docker", "ps", "-a", "--filter", "label="+instanceLabel,
-		"--format", `{{.ID}}|{{.Label "`+instanceLabel+`"}}|{{.CreatedAt}}`)
+	out, err := testbed.TryExec(h, "docker", "ps", "-a", "--filter", "label="+e2e.LabelInstance,
+		"--format", `{{.ID}}|{{.Label "`+e2e.LabelInstance+`"}}|{{.CreatedAt}}`)
 	if err != nil {
 		t.Logf("sweep %s: %v", h.Name, err)
 		return
@@ -229,77 +179,22 @@ func sweepStale(t *testing.T, h testbed.Host) {
 // containers counts the instance's containers on every host that answers.
 func (j *journey) containers() int {
 	j.t.Helper()
-	n := 0
-	for _, h := range j.tb.Hosts {
-		out, err := testbed.TryExec(h, "docker", "ps", "-aq", "--filter", "label="+instanceLabel+"="+j.instance)
-		if err != nil {
-			j.t.Logf("list containers on %s: %v", h.Name, err)
-			continue
-		}
-		n += len(strings.Fields(out))
-	}
+	n, _ := e2e.CountContainers(j.Bed.Hosts, j.Instance, true, func(h testbed.Host, err error) {
+		j.t.Logf("list containers on %s: %v", h.Name, err)
+	})
 	return n
-}
-
-// login opens a CTFd session for the user and returns its cookie.
-func (j *journey) login(id int) string {
-	j.t.Helper()
-	j.cookies[id] = j.ctfd.Login(id)
-	return j.cookies[id]
 }
 
 // sessionID asks the API, as the user, for the id of their session.
 func (j *journey) sessionID(id int) string {
 	j.t.Helper()
-	resp, body := e2e.Do(j.t, "GET", j.caddy.URL+"/remote-desktop/api/status",
-		map[string]string{"Cookie": "session=" + j.cookies[id], "Accept": "application/json"}, "")
-	var answer struct {
-		Data struct {
-			Session struct{ ID, State string }
-		}
+	a := j.Req(id, "GET", "/remote-desktop/api/status", "", map[string]string{"Accept": "application/json"})
+	sess, _ := a.Data()["session"].(map[string]any)
+	if sid, _ := sess["id"].(string); a.Code == 200 && sid != "" {
+		return sid
 	}
-	if err := json.Unmarshal(body, &answer); err != nil || resp.StatusCode != 200 || answer.Data.Session.ID == "" {
-		j.t.Fatalf("status of user %d: %d %s (%v)", id, resp.StatusCode, body, err)
-	}
-	return answer.Data.Session.ID
-}
-
-// waitSessionGone waits until no host has a container of that session,
-// and says how long that took and what it saw first.
-func (j *journey) waitSessionGone(what, session string) string {
-	j.t.Helper()
-	start := time.Now()
-	var first []string // what the first complete look found
-	looked := false
-	for {
-		var left []string
-		var errs []error
-		for _, h := range j.tb.Hosts {
-			out, err := testbed.TryExec(h, "docker", "ps", "-a", "--filter", "label="+sessionLabel+"="+session, "--format", "{{.Names}} ({{.Status}})")
-			if err != nil { // a host's engine can be restarting: ask again
-				errs = append(errs, err)
-				continue
-			}
-			for _, c := range strings.Split(strings.TrimSpace(out), "\n") {
-				if c != "" {
-					left = append(left, h.Name+": "+c)
-				}
-			}
-		}
-		if !looked && len(errs) == 0 {
-			first, looked = left, true
-		}
-		if len(left) == 0 && len(errs) == 0 {
-			if len(first) == 0 {
-				return "already gone"
-			}
-			return fmt.Sprintf("gone %s later (first seen: %s)", time.Since(start).Round(time.Millisecond), strings.Join(first, ", "))
-		}
-		if time.Since(start) > 30*time.Second {
-			j.t.Fatalf("%s: the session's container is still there after %s: %v (errors: %v)", what, time.Since(start).Round(time.Millisecond), left, errs)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	j.t.Fatalf("status of user %d: %d %s", id, a.Code, a.Raw)
+	return ""
 }
 
 func (j *journey) shot(tb *tab, name string) string {

@@ -50,9 +50,9 @@ const playerState = `({
 func (j *journey) openPlayer(name string, id int) *tab {
 	j.t.Helper()
 	p := j.b.newContext(name)
-	p.setCookie(j.caddy.URL, "session", j.login(id))
+	p.setCookie(j.Caddy.URL, "session", j.Login(id))
 	p.do("viewport", chromedp.EmulateViewport(pageWidth, pageHeight))
-	page := j.caddy.URL + "/remote-desktop"
+	page := j.Caddy.URL + "/remote-desktop"
 	if resp := p.navigate(page); resp.Status != 200 {
 		p.fail("GET %s: %d", page, resp.Status)
 	}
@@ -123,8 +123,8 @@ func (j *journey) startAndWait(p *tab, run string) string {
 	switch {
 	case opened.Target != "_blank" || opened.Features != "noopener":
 		j.t.Errorf("%s: window.open(…, %q, %q): want a new tab without an opener", run, opened.Target, opened.Features)
-	case u.Scheme+"://"+u.Host != j.caddy.URL || u.Path != wantPath:
-		j.t.Errorf("%s: Connect opens %s, want %s%s", run, redact(opened.URL), j.caddy.URL, wantPath)
+	case u.Scheme+"://"+u.Host != j.Caddy.URL || u.Path != wantPath:
+		j.t.Errorf("%s: Connect opens %s, want %s%s", run, redact(opened.URL), j.Caddy.URL, wantPath)
 	case u.RawQuery != "" || frag.Get("password") == "" || frag.Get("autoconnect") != "1":
 		j.t.Errorf("%s: Connect URL %s: want autoconnect and the password in the fragment, nothing in the query", run, redact(opened.URL))
 	}
@@ -229,7 +229,7 @@ func (j *journey) destroy(p, admin, desk *tab) {
 		j.t.Errorf("destroy: the page says %q", got)
 	}
 	j.shot(p, "player-destroyed")
-	gone := j.waitSessionGone("destroy", session)
+	gone := j.WaitSessionGone("destroy", session, 30*time.Second)
 
 	// The open desktop connection is cut, and noVNC's reconnects get nowhere.
 	wsPath := "/remote-desktop/vnc/" + strconv.Itoa(aliceID) + "/websockify"
@@ -274,7 +274,7 @@ func (j *journey) destroy(p, admin, desk *tab) {
 func (j *journey) bobIsRefused(connectURL string) {
 	j.t.Helper()
 	bob := j.b.newContext("bob")
-	bob.setCookie(j.caddy.URL, "session", j.login(bobID))
+	bob.setCookie(j.Caddy.URL, "session", j.Login(bobID))
 	bob.do("viewport", chromedp.EmulateViewport(pageWidth, pageHeight))
 	resp := bob.navigate(connectURL)
 	body := eval[string](bob, `document.body.innerText`)
@@ -285,7 +285,7 @@ func (j *journey) bobIsRefused(connectURL string) {
 
 	// From Bob's own player page (same origin, so only his login decides),
 	// a websocket to Alice's desktop.
-	if resp := bob.navigate(j.caddy.URL + "/remote-desktop"); resp.Status != 200 {
+	if resp := bob.navigate(j.Caddy.URL + "/remote-desktop"); resp.Status != 200 {
 		bob.fail("Bob's player page: %d", resp.Status)
 	}
 	ctx, cancel := context.WithTimeout(bob.ctx, callTimeout)

@@ -503,14 +503,8 @@ func Do(t testing.TB, method, url string, headers map[string]string, body string
 	if err != nil {
 		t.Fatalf("Do %s %s: %v", method, url, err)
 	}
-	for k, v := range headers {
-		if http.CanonicalHeaderKey(k) == "Host" {
-			req.Host = v
-			continue
-		}
-		req.Header.Set(k, v)
-	}
-	resp, err := LoopbackClient(30 * time.Second).Do(req)
+	setHeaders(req, headers)
+	resp, err := LoopbackClient(RequestTimeout).Do(req)
 	if err != nil {
 		t.Fatalf("Do %s %s: %v", method, url, err)
 	}

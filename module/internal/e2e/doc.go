@@ -7,8 +7,16 @@
 //     shape);
 //   - StartCaddy, which runs the real Caddy binary built from this
 //     repository as a subprocess with an isolated data directory, and Do, a
-//     loopback-only HTTP helper to talk to it.
+//     loopback-only HTTP helper to talk to it;
+//   - the system-test fixture the system, faults, bench and browser tests
+//     share: Caddyfile, a builder of the module's configuration on the test
+//     bed (hosts, options, the stand-in as identity, ports); System, the
+//     product running on the bed (Start, Caddy's Reload/Kill/Restart/Stop,
+//     cleanup of its containers), its requests as a player or the admin
+//     (Req, Try, Status, Create, Hosts, Events, Sessions ...) and its waits
+//     (WaitReady, WaitHostsHealthy, WaitHealth, WaitEvent, WaitNoOrphans,
+//     WaitSessionGone); and one websocket client, DialWS.
 //
 // The files are not _test.go files so that any package's tests can import
-// them; they use only the standard library.
+// them; they use only the standard library (and the testbed package).
 package e2e

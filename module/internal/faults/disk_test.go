@@ -19,19 +19,19 @@ import (
 // a new create on that host succeeds.
 func TestPlayerFillingTheirDisk(t *testing.T) {
 	s := newSystem(t, sysConfig{desktop: true, extra: "\t\ttmp_size 64m"})
-	h := s.tb.Hosts[0]
+	h := s.Bed.Hosts[0]
 	// Every session on one host: drain the others (in this Caddy only).
-	for _, other := range s.tb.Hosts[1:] {
-		if a := s.req(e2e.AdminUserID, http.MethodPost, "/remote-desktop/admin/api/hosts/drain", `{"host":"`+other.IP+`"}`); a.code != http.StatusOK {
-			t.Fatalf("drain %s: %d %v", other.IP, a.code, a.body)
+	for _, other := range s.Bed.Hosts[1:] {
+		if a := s.Req(e2e.AdminUserID, http.MethodPost, "/remote-desktop/admin/api/hosts/drain", `{"host":"`+other.IP+`"}`, nil); a.Code != http.StatusOK {
+			t.Fatalf("drain %s: %d %v", other.IP, a.Code, a.Body)
 		}
 	}
-	filler, victim := s.newUser(), s.newUser()
-	fs := s.createReady(filler)
-	if vs := s.createReady(victim); fs["host"] != h.IP || vs["host"] != h.IP {
+	filler, victim := s.NewUser(), s.NewUser()
+	fs := s.CreateReady(filler, 60*time.Second)
+	if vs := s.CreateReady(victim, 60*time.Second); fs["host"] != h.IP || vs["host"] != h.IP {
 		t.Fatalf("sessions on %v and %v, want both on %s", fs["host"], vs["host"], h.IP)
 	}
-	ctr := s.containerOf(h, fmt.Sprint(fs["id"]))
+	ctr := s.ContainerOf(h, fmt.Sprint(fs["id"]))
 	if ctr == "" {
 		t.Fatal("no container for the filler's session")
 	}
@@ -64,18 +64,18 @@ func TestPlayerFillingTheirDisk(t *testing.T) {
 	}
 
 	// The host and its other session keep working.
-	if a := s.desktop(victim); a.code != http.StatusOK {
-		t.Errorf("the other session on %s: %d through the proxy", h.IP, a.code)
+	if a := s.desktop(victim); a.Code != http.StatusOK {
+		t.Errorf("the other session on %s: %d through the proxy", h.IP, a.Code)
 	}
-	if a := s.desktop(filler); a.code != http.StatusOK {
-		t.Logf("the filler's own desktop page: %d (their own business)", a.code)
+	if a := s.desktop(filler); a.Code != http.StatusOK {
+		t.Logf("the filler's own desktop page: %d (their own business)", a.Code)
 	}
-	third := s.newUser()
+	third := s.NewUser()
 	t0 := time.Now()
-	if ts := s.createReady(third); ts["host"] != h.IP {
+	if ts := s.CreateReady(third, 60*time.Second); ts["host"] != h.IP {
 		t.Errorf("new session on %v, want %s", ts["host"], h.IP)
 	}
-	if hs := s.hosts()[h.IP]; hs.Health != "healthy" {
+	if hs := s.Hosts()[h.IP]; hs.Health != "healthy" {
 		t.Errorf("host %s after the fill: %s (%s)", h.IP, hs.Health, hs.Reason)
 	}
 	measured(t, "disk fill: ENOSPC inside the desktop after %v (tmp_size 64m), writable layer %d bytes; other session 200; new create on the host ready in %v",

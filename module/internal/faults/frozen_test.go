@@ -17,54 +17,54 @@ import (
 // another host.
 func TestFrozenHostRightAfterUse(t *testing.T) {
 	s := newSystem(t, sysConfig{})
-	h := s.tb.Host(t, 0)
-	t.Cleanup(func() { restoreHost(t, s.tb, h) })
-	s.waitAllHealthy(30 * time.Second)
+	h := s.Bed.Host(t, 0)
+	t.Cleanup(func() { restoreHost(t, s.Bed, h) })
+	s.WaitEachHealthy(30 * time.Second)
 	// Checks run at once use (and put back) every idle connection of the
 	// host's pool, so that whichever the next operation gets is fresh.
 	useThenFreeze := func() {
 		t.Helper()
-		answers := make(chan answer, 4)
+		answers := make(chan e2e.Answer, 4)
 		for range cap(answers) {
 			go func() {
-				answers <- s.try(e2e.AdminUserID, http.MethodPost, "/remote-desktop/admin/api/hosts/check", fmt.Sprintf(`{"host":%q}`, h.IP))
+				answers <- s.Try(e2e.AdminUserID, http.MethodPost, "/remote-desktop/admin/api/hosts/check", fmt.Sprintf(`{"host":%q}`, h.IP))
 			}()
 		}
 		for range cap(answers) {
-			if a := <-answers; a.err != nil || a.code != http.StatusOK {
-				t.Fatalf("check %s: %d %v %v", h.IP, a.code, a.err, a.body)
+			if a := <-answers; a.Err != nil || a.Code != http.StatusOK {
+				t.Fatalf("check %s: %d %v %v", h.IP, a.Code, a.Err, a.Body)
 			}
 		}
 		pause(t, h)
 	}
 
 	// Destroy.
-	alice := s.newUser()
-	if sess := s.createReady(alice); sess["host"] != h.IP {
+	alice := s.NewUser()
+	if sess := s.CreateReady(alice, 60*time.Second); sess["host"] != h.IP {
 		t.Fatalf("the first session went to %v, not %s (ties go to the first host)", sess["host"], h.IP)
 	}
 	useThenFreeze()
-	a := s.tryWithin(apiBound+time.Second, alice, http.MethodPost, "/remote-desktop/api/destroy", "{}")
-	measured(t, "frozen right after use: destroy answered %d in %v (err %v)", a.code, a.took.Round(time.Millisecond), a.err)
-	if a.err != nil || a.took >= apiBound || a.code != http.StatusOK {
-		t.Errorf("a player's destroy on a host frozen right after use: %d after %v (%v), want 200 within %v", a.code, a.took.Round(time.Millisecond), a.err, apiBound)
+	a := s.TryWithin(apiBound+time.Second, alice, http.MethodPost, "/remote-desktop/api/destroy", "{}", nil)
+	measured(t, "frozen right after use: destroy answered %d in %v (err %v)", a.Code, a.Took.Round(time.Millisecond), a.Err)
+	if a.Err != nil || a.Took >= apiBound || a.Code != http.StatusOK {
+		t.Errorf("a player's destroy on a host frozen right after use: %d after %v (%v), want 200 within %v", a.Code, a.Took.Round(time.Millisecond), a.Err, apiBound)
 	}
-	restoreHost(t, s.tb, h)
-	s.waitHealth(h.IP, "healthy", 30*time.Second)
+	restoreHost(t, s.Bed, h)
+	s.WaitHealth(h.IP, "healthy", 30*time.Second)
 
 	// Create.
-	bob := s.newUser()
+	bob := s.NewUser()
 	useThenFreeze()
-	mark := s.lastEventID()
+	mark := s.LastEventID()
 	start := time.Now()
-	s.create(bob)
+	s.Create(bob)
 	// The creation's operation meets the frozen connection: the pool's
 	// watchdog sends a keepalive after KeepaliveTimeout and gives up on it
 	// after another (sshpool.Pool.Do), then the creation moves to another
 	// host. Give it that, a dial timeout (the probe may dial too) and a
 	// few seconds for the new container; it was 63-66 s before the fix.
 	want := 2*keepaliveTimeout + dialTimeout + 5*time.Second
-	sess, ok := s.tryWaitReady(bob, want)
+	sess, ok := s.TryWaitReady(bob, want)
 	took := time.Since(start)
 	switch {
 	case ok && sess["host"] == h.IP:
@@ -77,18 +77,18 @@ func TestFrozenHostRightAfterUse(t *testing.T) {
 		// thawed now instead, to keep this test short.
 		knownBug(t, "B1", "a creation placed on a host frozen right after use is still starting there after %v (want ready elsewhere within %v)", took.Round(time.Millisecond), want)
 	default:
-		t.Errorf("a creation placed on a host frozen right after use: %v after %v:\n%s", sess, took.Round(time.Millisecond), s.story(mark))
+		t.Errorf("a creation placed on a host frozen right after use: %v after %v:\n%s", sess, took.Round(time.Millisecond), s.Story(mark))
 	}
 	// The probe loop met a fresh connection too: its check is bounded only
 	// by dial_timeout + 20 s.
-	if st := s.hosts()[h.IP]; st.Health == "healthy" {
+	if st := s.Hosts()[h.IP]; st.Health == "healthy" {
 		knownBug(t, "B1", "host %s still in rotation %v after it froze (want out within %v)", h.IP, time.Since(start).Round(time.Millisecond),
 			probeInterval+keepaliveTimeout+dialTimeout+2*time.Second)
 	}
-	restoreHost(t, s.tb, h)
+	restoreHost(t, s.Bed, h)
 	// Once the host thaws, whatever was stuck finishes; nothing is left over.
-	s.waitHealth(h.IP, "healthy", 30*time.Second)
-	s.waitReady(bob, 30*time.Second)
-	s.waitNoOrphans(h, orphanGrace+3*reaperInterval+10*time.Second)
-	t.Logf("event log:\n%s", s.story(0))
+	s.WaitHealth(h.IP, "healthy", 30*time.Second)
+	s.WaitReady(bob, 30*time.Second)
+	s.WaitNoOrphans(h, orphanGrace+3*reaperInterval+10*time.Second)
+	t.Logf("event log:\n%s", s.Story(0))
 }

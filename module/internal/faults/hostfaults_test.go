@@ -107,55 +107,55 @@ func TestHostFaults(t *testing.T) {
 
 func (s *system) runFault(f hostFault) {
 	t := s.t
-	h := s.tb.Host(t, f.host)
-	s.waitAllHealthy(60 * time.Second)
+	h := s.Bed.Host(t, f.host)
+	s.WaitEachHealthy(60 * time.Second)
 	byHost := s.fill(2)
 
 	// Two sessions on the faulty host: "kept" is left alone, "victim" is
 	// destroyed during the fault (or its container is the one killed).
 	kept, victim := byHost[h.IP][0], byHost[h.IP][1]
-	before := map[int]snapshot{}
+	before := map[int]e2e.Snapshot{}
 	var elsewhere []int
 	for host, users := range byHost {
 		for _, u := range users {
-			before[u] = s.snap(u)
+			before[u] = s.Snap(u, apiBound)
 			if host != h.IP {
 				elsewhere = append(elsewhere, u)
 			}
 		}
 	}
 	sort.Ints(elsewhere)
-	victimCtr := s.containerOf(h, before[victim].id)
+	victimCtr := s.ContainerOf(h, before[victim].ID)
 	if victimCtr == "" {
-		t.Fatalf("no container for session %s of %d on %s", before[victim].id, victim, h.Name)
+		t.Fatalf("no container for session %s of %d on %s", before[victim].ID, victim, h.Name)
 	}
 	repaired := false
 	t.Cleanup(func() {
 		if !repaired {
-			restoreHost(t, s.tb, h)
+			restoreHost(t, s.Bed, h)
 		}
 	})
 
 	// The desktop works before the fault (which also leaves the proxy an
 	// idle connection to it, as a player's browser would).
-	if a := s.desktop(kept); a.code != http.StatusOK {
-		t.Fatalf("desktop of %d before the fault: %d %v", kept, a.code, a.err)
+	if a := s.desktop(kept); a.Code != http.StatusOK {
+		t.Fatalf("desktop of %d before the fault: %d %v", kept, a.Code, a.Err)
 	}
 
-	mark := s.lastEventID()
+	mark := s.LastEventID()
 	t0 := time.Now()
-	f.inject(t, h, s.tb.Network, victimCtr)
+	f.inject(t, h, s.Bed.Network, victimCtr)
 	t.Logf("%s: fault injected on %s in %v", f.name, h.Name, time.Since(t0).Round(time.Millisecond))
 
 	// Nothing hangs, right at the fault and while it lasts.
-	early := s.newUser()
-	if a := s.bounded("create (at the fault)", early, http.MethodPost, "/remote-desktop/api/create", "{}"); a.code != http.StatusAccepted {
-		t.Errorf("create at the fault: %d %v", a.code, a.body)
+	early := s.NewUser()
+	if a := s.bounded("create (at the fault)", early, http.MethodPost, "/remote-desktop/api/create", "{}"); a.Code != http.StatusAccepted {
+		t.Errorf("create at the fault: %d %v", a.Code, a.Body)
 	}
 	s.boundedReads(f, "at the fault", kept, elsewhere[0])
 
 	if f.hostDown {
-		ev := s.waitEvent(mark, "host_unhealthy", h.IP, 60*time.Second)
+		ev := s.WaitEvent(mark, "host_unhealthy", h.IP, 60*time.Second)
 		leave := ev.Time.Sub(t0)
 		measured(t, "%s: %s left rotation %v after the fault (%s)", f.name, h.IP, leave.Round(time.Millisecond), ev.Message)
 		if limit := probeInterval + keepaliveTimeout + dialTimeout + 2*time.Second; leave > limit {
@@ -169,12 +169,12 @@ func (s *system) runFault(f hostFault) {
 	}
 
 	// New sessions go to healthy hosts.
-	late := s.newUser()
+	late := s.NewUser()
 	s.bounded("create (host out of rotation)", late, http.MethodPost, "/remote-desktop/api/create", "{}")
-	if sess := s.waitReady(late, 30*time.Second); f.hostDown && sess["host"] == h.IP {
+	if sess := s.WaitReady(late, 30*time.Second); f.hostDown && sess["host"] == h.IP {
 		t.Errorf("a session created while %s was out of rotation went to it", h.IP)
 	}
-	if sess, ok := s.tryWaitReady(early, 30*time.Second); !ok {
+	if sess, ok := s.TryWaitReady(early, 30*time.Second); !ok {
 		if f.frozen && sess != nil && sess["host"] == h.IP && sess["state"] == "starting" {
 			knownBug(t, "B1", "the session created at the fault is stuck starting on the frozen host")
 		} else {
@@ -191,17 +191,17 @@ func (s *system) runFault(f hostFault) {
 		if f.frozen {
 			bug = "B1"
 		}
-		if a := s.boundedUnless(bug, "destroy (session on the faulty host)", victim, http.MethodPost, "/remote-desktop/api/destroy", "{}"); a.err == nil && a.code != http.StatusOK {
-			t.Errorf("destroy of a session on the faulty host: %d %v", a.code, a.body)
+		if a := s.boundedUnless(bug, "destroy (session on the faulty host)", victim, http.MethodPost, "/remote-desktop/api/destroy", "{}"); a.Err == nil && a.Code != http.StatusOK {
+			t.Errorf("destroy of a session on the faulty host: %d %v", a.Code, a.Body)
 		}
 	}
-	ev := s.waitUserEvent(mark, "session_destroyed", victim, 30*time.Second)
+	ev := s.WaitUserEvent(mark, "session_destroyed", victim, 30*time.Second)
 	if !f.hostDown {
 		measured(t, "%s: session ended %v after its container was killed (%s)", f.name, ev.Time.Sub(t0).Round(time.Millisecond), ev.Message)
 		if !strings.Contains(ev.Message, "exited") && !strings.Contains(ev.Message, "disappeared") {
 			t.Errorf("session_destroyed for the killed container gives no reason: %q", ev.Message)
 		}
-		if sess := s.status(victim); sess == nil || sess["state"] != "destroyed" || sess["error"] == nil {
+		if sess := s.Status(victim); sess == nil || sess["state"] != "destroyed" || sess["error"] == nil {
 			t.Errorf("the player of the killed container sees %v, want destroyed with a reason", sess)
 		}
 	}
@@ -209,51 +209,51 @@ func (s *system) runFault(f hostFault) {
 
 	// Sessions on the other hosts are untouched and reachable.
 	for _, u := range elsewhere {
-		if got := s.snap(u); got != before[u] {
+		if got := s.Snap(u, apiBound); got != before[u] {
 			t.Errorf("session of %d changed during the fault: %+v, before %+v", u, got, before[u])
 		}
-		if a := s.desktop(u); a.code != http.StatusOK {
-			t.Errorf("desktop of %d on %s during the fault: %d %v", u, before[u].host, a.code, a.err)
+		if a := s.desktop(u); a.Code != http.StatusOK {
+			t.Errorf("desktop of %d on %s during the fault: %d %v", u, before[u].Host, a.Code, a.Err)
 		}
 	}
 
 	// Repair: the host returns on its own.
 	if f.repair != nil {
 		r0 := time.Now()
-		f.repair(t, h, s.tb.Network)
+		f.repair(t, h, s.Bed.Network)
 		fixed := time.Now()
 		if f.hostDown {
-			ev := s.waitEvent(mark, "host_recovered", h.IP, 60*time.Second)
+			ev := s.WaitEvent(mark, "host_recovered", h.IP, 60*time.Second)
 			measured(t, "%s: %s back in rotation %v after the repair began (the repair command took %v)", f.name, h.IP,
 				ev.Time.Sub(r0).Round(time.Millisecond), fixed.Sub(r0).Round(time.Millisecond))
 		}
 	}
-	leftover := s.containerSessions(h)[victimCtr] != ""
-	restoreHost(t, s.tb, h)
+	leftover := s.ContainerSessions(h)[victimCtr] != ""
+	restoreHost(t, s.Bed, h)
 	repaired = true
-	if st := s.hosts()[h.IP]; st.Health != "healthy" {
+	if st := s.Hosts()[h.IP]; st.Health != "healthy" {
 		t.Errorf("host %s after the repair: %+v", h.IP, st)
 	}
 
 	// The session nobody touched: still there, or ended with a reason.
 	if f.keptSurvives {
-		if got := s.snap(kept); got != before[kept] {
+		if got := s.Snap(kept, apiBound); got != before[kept] {
 			t.Errorf("session of %d on %s changed: %+v, before %+v", kept, h.IP, got, before[kept])
 		}
-		if a := s.desktop(kept); a.code != http.StatusOK {
-			t.Errorf("desktop of %d on %s after the repair: %d %v", kept, h.IP, a.code, a.err)
+		if a := s.desktop(kept); a.Code != http.StatusOK {
+			t.Errorf("desktop of %d on %s after the repair: %d %v", kept, h.IP, a.Code, a.Err)
 		}
 	} else {
-		ev := s.waitUserEvent(mark, "session_destroyed", kept, 30*time.Second)
+		ev := s.WaitUserEvent(mark, "session_destroyed", kept, 30*time.Second)
 		t.Logf("%s: the untouched session on %s ended: %s", f.name, h.IP, ev.Message)
 	}
 
 	// No orphan once the host is back.
-	took := s.waitNoOrphans(h, orphanGrace+3*reaperInterval+10*time.Second)
+	took := s.WaitNoOrphans(h, orphanGrace+3*reaperInterval+10*time.Second)
 	how := "by its destroy"
 	switch {
 	case !leftover:
-	case len(s.eventsSince(mark, "orphan_removed", h.IP)) > 0:
+	case len(s.EventsSince(mark, "orphan_removed", h.IP)) > 0:
 		how = "by the reaper, as an orphan, once the host was back"
 	default:
 		how = "by its destroy, once the host was back"
@@ -261,14 +261,14 @@ func (s *system) runFault(f hostFault) {
 	measured(t, "%s: no orphan on %s %v after the repair (the destroyed session's container was removed %s)", f.name, h.IP, took.Round(time.Millisecond), how)
 
 	// The story, in order.
-	story := s.story(mark)
+	story := s.Story(mark)
 	t.Logf("%s: event log:\n%s", f.name, story)
 	if f.hostDown {
-		down, up := s.eventsSince(mark, "host_unhealthy", h.IP), s.eventsSince(mark, "host_recovered", h.IP)
+		down, up := s.EventsSince(mark, "host_unhealthy", h.IP), s.EventsSince(mark, "host_recovered", h.IP)
 		if len(down) == 0 || len(up) == 0 || up[len(up)-1].ID < down[0].ID {
 			t.Errorf("the event log lacks host_unhealthy then host_recovered for %s", h.IP)
 		}
-	} else if len(s.eventsSince(mark, "host_unhealthy", h.IP)) > 0 {
+	} else if len(s.EventsSince(mark, "host_unhealthy", h.IP)) > 0 {
 		t.Errorf("a killed container took host %s out of rotation", h.IP)
 	}
 }
@@ -284,8 +284,8 @@ func (s *system) boundedReads(f hostFault, when string, onFaulty, onHealthy int)
 	// The proxy keeps idle connections to desktops: over a partition, a
 	// request sent on one never gets an answer (B2).
 	a := s.boundedUnless("B2", "desktop on the faulty host, "+when, onFaulty, http.MethodGet, fmt.Sprintf("/remote-desktop/vnc/%d/vnc.html", onFaulty), "")
-	if a.code == http.StatusInternalServerError {
-		knownBug(s.t, "B4", "a desktop that cannot be reached answers 500 internal error, not 502: %v", a.body)
+	if a.Code == http.StatusInternalServerError {
+		knownBug(s.t, "B4", "a desktop that cannot be reached answers 500 internal error, not 502: %v", a.Body)
 	}
 }
 
@@ -293,57 +293,24 @@ func (s *system) boundedReads(f hostFault, when string, onFaulty, onHealthy int)
 // returns the ready sessions' users by host.
 func (s *system) fill(n int) map[string][]int {
 	s.t.Helper()
-	for range 4 * n * len(s.tb.Hosts) {
+	for range 4 * n * len(s.Bed.Hosts) {
 		byHost := map[string][]int{}
-		for _, ss := range s.sessions() {
+		for _, ss := range s.Sessions() {
 			if ss.State == "ready" {
 				u, _ := strconv.Atoi(ss.UserID)
 				byHost[ss.Host] = append(byHost[ss.Host], u)
 			}
 		}
 		low := n
-		for _, h := range s.tb.Hosts {
+		for _, h := range s.Bed.Hosts {
 			sort.Ints(byHost[h.IP])
 			low = min(low, len(byHost[h.IP]))
 		}
 		if low >= n {
 			return byHost
 		}
-		s.createReady(s.newUser())
+		s.CreateReady(s.NewUser(), 60*time.Second)
 	}
-	s.t.Fatalf("could not get %d ready sessions on every host: %+v", n, s.sessions())
+	s.t.Fatalf("could not get %d ready sessions on every host: %+v", n, s.Sessions())
 	return nil
-}
-
-// tryWaitReady is waitReady that reports instead of failing.
-func (s *system) tryWaitReady(user int, within time.Duration) (map[string]any, bool) {
-	s.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		sess := s.status(user)
-		if sess != nil && sess["state"] == "ready" {
-			return sess, true
-		}
-		if time.Now().After(deadline) || sess != nil && (sess["state"] == "failed" || sess["state"] == "destroyed") {
-			return sess, false
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// waitUserEvent waits for an event of type typ for user after mark.
-func (s *system) waitUserEvent(mark uint64, typ string, user int, within time.Duration) event {
-	s.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		for _, e := range s.eventsSince(mark, typ, "") {
-			if e.User == strconv.Itoa(user) {
-				return e
-			}
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("no %s event for user %d within %v; events:\n%s", typ, user, within, s.story(mark))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }

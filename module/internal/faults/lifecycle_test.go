@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ctf-desktops/caddy-remote-desktop/module/internal/e2e"
 )
 
 // `caddy reload` while a real desktop is being created (1-2 s): the
@@ -13,11 +15,11 @@ import (
 // once, with one container.
 func TestReloadDuringCreation(t *testing.T) {
 	s := newSystem(t, sysConfig{desktop: true})
-	s.waitAllHealthy(30 * time.Second)
-	u := s.newUser()
-	mark := s.lastEventID()
+	s.WaitEachHealthy(30 * time.Second)
+	u := s.NewUser()
+	mark := s.LastEventID()
 	start := time.Now()
-	s.create(u)
+	s.Create(u)
 	// Reload again and again until the desktop is ready: at least one reload
 	// must have been applied while the creation was in flight.
 	during := 0
@@ -25,10 +27,10 @@ func TestReloadDuringCreation(t *testing.T) {
 	for i := range 10 {
 		s.cfg.extra = fmt.Sprintf("\t\tevent_log_size %d", 600+i) // a real change, so Caddy applies it
 		r0 := time.Now()
-		if err := s.caddy.Reload(s.caddyfile()); err != nil {
+		if err := s.Caddy.Reload(s.caddyfile()); err != nil {
 			t.Fatal(err)
 		}
-		sess := s.status(u)
+		sess := s.Status(u)
 		state := fmt.Sprint(sess["state"])
 		states = append(states, fmt.Sprintf("reload %d took %v, then %s", i+1, time.Since(r0).Round(time.Millisecond), state))
 		if state == "ready" {
@@ -43,27 +45,27 @@ func TestReloadDuringCreation(t *testing.T) {
 	if during == 0 {
 		t.Fatalf("the desktop was ready before the first reload was applied (%s): nothing was tested", states[0])
 	}
-	sess := s.waitReady(u, 60*time.Second)
+	sess := s.WaitReady(u, 60*time.Second)
 	measured(t, "reload during creation: %d reload(s) applied mid-creation; ready %v after the create", during, time.Since(start).Round(time.Millisecond))
-	if a := s.desktop(u); a.code != http.StatusOK {
-		t.Errorf("desktop after the reloads: %d %v", a.code, a.err)
+	if a := s.desktop(u); a.Code != http.StatusOK {
+		t.Errorf("desktop after the reloads: %d %v", a.Code, a.Err)
 	}
 	for _, typ := range []string{"creation_failed", "host_unhealthy", "orphan_removed"} {
-		if evs := s.eventsSince(mark, typ, ""); len(evs) > 0 {
+		if evs := s.EventsSince(mark, typ, ""); len(evs) > 0 {
 			t.Errorf("%s during the reloads: %+v", typ, evs)
 		}
 	}
-	if n := len(s.eventsSince(mark, "session_ready", "")); n != 1 {
+	if n := len(s.EventsSince(mark, "session_ready", "")); n != 1 {
 		t.Errorf("%d session_ready events, want 1", n)
 	}
 	n := 0
-	for _, h := range s.tb.Hosts {
-		n += len(s.containerSessions(h))
+	for _, h := range s.Bed.Hosts {
+		n += len(s.ContainerSessions(h))
 	}
 	if n != 1 {
 		t.Errorf("%d containers, want 1", n)
 	}
-	t.Logf("session %v on %v; events:\n%s", sess["id"], sess["host"], s.story(mark))
+	t.Logf("session %v on %v; events:\n%s", sess["id"], sess["host"], s.Story(mark))
 }
 
 // Caddy killed with SIGKILL while 10 sessions run, then started again on the
@@ -71,59 +73,59 @@ func TestReloadDuringCreation(t *testing.T) {
 // same id, host, port and expiry, and no container is taken for an orphan.
 func TestSIGKILLWithTenSessions(t *testing.T) {
 	s := newSystem(t, sysConfig{policy: "keep", dataDir: t.TempDir()})
-	s.waitAllHealthy(30 * time.Second)
+	s.WaitEachHealthy(30 * time.Second)
 	users := make([]int, 10)
 	for i := range users {
-		users[i] = s.newUser()
-		s.create(users[i])
+		users[i] = s.NewUser()
+		s.Create(users[i])
 	}
-	before := map[int]snapshot{}
+	before := map[int]e2e.Snapshot{}
 	for _, u := range users {
-		s.waitReady(u, 60*time.Second)
-		before[u] = s.snap(u)
+		s.WaitReady(u, 60*time.Second)
+		before[u] = s.Snap(u, apiBound)
 	}
-	s.caddy.Kill()
+	s.Caddy.Kill()
 	r0 := time.Now()
-	s.caddy.Restart()
+	s.Caddy.Restart()
 	up := time.Since(r0)
 	for _, u := range users {
-		if got := s.snap(u); got != before[u] {
+		if got := s.Snap(u, apiBound); got != before[u] {
 			t.Errorf("session of %d after the restart: %+v, before: %+v", u, got, before[u])
 		}
-		if a := s.desktop(u); a.code != http.StatusOK {
-			t.Errorf("desktop of %d unreachable after the restart: %d %v", u, a.code, a.err)
+		if a := s.desktop(u); a.Code != http.StatusOK {
+			t.Errorf("desktop of %d unreachable after the restart: %d %v", u, a.Code, a.Err)
 		}
 	}
 	measured(t, "SIGKILL with 10 sessions: Caddy up %v after the start, all 10 desktops answering %v after it", up.Round(time.Millisecond), time.Since(r0).Round(time.Millisecond))
-	if n := len(s.eventsSince(0, "session_adopted", "")); n != 10 {
+	if n := len(s.EventsSince(0, "session_adopted", "")); n != 10 {
 		t.Errorf("%d session_adopted events, want 10", n)
 	}
 	time.Sleep(orphanGrace + 2*reaperInterval) // past the grace, several reaper passes
 	n := 0
-	for _, h := range s.tb.Hosts {
-		n += len(s.containerSessions(h))
+	for _, h := range s.Bed.Hosts {
+		n += len(s.ContainerSessions(h))
 	}
 	if n != 10 {
 		t.Errorf("%d containers after the restart, want 10", n)
 	}
-	if evs := s.eventsSince(0, "orphan_removed", ""); len(evs) > 0 {
+	if evs := s.EventsSince(0, "orphan_removed", ""); len(evs) > 0 {
 		t.Errorf("a live session's container was removed as an orphan: %+v", evs)
 	}
-	if evs := s.eventsSince(0, "session_destroyed", ""); len(evs) > 0 {
+	if evs := s.EventsSince(0, "session_destroyed", ""); len(evs) > 0 {
 		t.Errorf("sessions ended after the restart: %+v", evs)
 	}
 
 	// The players leave: each container goes with its destroy, and none is
 	// reported as an orphan by a reaper pass that ran meanwhile (B5).
-	mark := s.lastEventID()
+	mark := s.LastEventID()
 	for _, u := range users {
-		if a := s.bounded("destroy", u, http.MethodPost, "/remote-desktop/api/destroy", "{}"); a.code != http.StatusOK {
-			t.Errorf("destroy for %d: %d %v", u, a.code, a.body)
+		if a := s.bounded("destroy", u, http.MethodPost, "/remote-desktop/api/destroy", "{}"); a.Code != http.StatusOK {
+			t.Errorf("destroy for %d: %d %v", u, a.Code, a.Body)
 		}
 	}
-	for _, h := range s.tb.Hosts { // removed in the background
+	for _, h := range s.Bed.Hosts { // removed in the background
 		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			left := s.containerSessions(h)
+			left := s.ContainerSessions(h)
 			if len(left) == 0 {
 				break
 			}
@@ -134,7 +136,7 @@ func TestSIGKILLWithTenSessions(t *testing.T) {
 		}
 	}
 	time.Sleep(reaperInterval)
-	if evs := s.eventsSince(mark, "orphan_removed", ""); len(evs) > 0 {
+	if evs := s.EventsSince(mark, "orphan_removed", ""); len(evs) > 0 {
 		knownBug(t, "B5", "%d of 10 destroyed sessions' containers were also reported (and removed) as orphans, e.g. %q", len(evs), evs[0].Message)
 	}
 }

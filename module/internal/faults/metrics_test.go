@@ -15,8 +15,8 @@ import (
 // probe_interval 2s), since other tests share the test bed.
 func TestHostHealthGaugesFollowSSHD(t *testing.T) {
 	s := newSystem(t, sysConfig{})
-	s.waitAllHealthy(30 * time.Second)
-	h := s.tb.Hosts[2]
+	s.WaitEachHealthy(30 * time.Second)
+	h := s.Bed.Hosts[2]
 	healthy := func(m *e2e.Metrics, host string) float64 {
 		v, ok := m.Value("remote_desktop_host_healthy", map[string]string{"host": host})
 		if !ok {
@@ -27,12 +27,12 @@ func TestHostHealthGaugesFollowSSHD(t *testing.T) {
 	waitGauge := func(want float64, within time.Duration) (*e2e.Metrics, time.Duration) {
 		start := time.Now()
 		for {
-			m := e2e.Scrape(t, s.caddy.AdminAddr)
+			m := e2e.Scrape(t, s.Caddy.AdminAddr)
 			if healthy(m, h.IP) == want {
 				return m, time.Since(start)
 			}
 			if time.Since(start) > within {
-				t.Fatalf("host_healthy{host=%s} is not %v after %v\n%s", h.IP, want, within, tail(s.caddy.Logs(), 20))
+				t.Fatalf("host_healthy{host=%s} is not %v after %v\n%s", h.IP, want, within, e2e.Tail(s.Caddy.Logs(), 20))
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
@@ -40,7 +40,7 @@ func TestHostHealthGaugesFollowSSHD(t *testing.T) {
 	m0, _ := waitGauge(1, 10*time.Second)
 	fails0, _ := m0.Value("remote_desktop_ssh_dial_failures_total", map[string]string{"host": h.IP})
 
-	t.Cleanup(func() { restoreHost(t, s.tb, h) }) // whatever happens below
+	t.Cleanup(func() { restoreHost(t, s.Bed, h) }) // whatever happens below
 	testbed.Exec(t, h, "pkill", "sshd")
 	m1, down := waitGauge(0, 30*time.Second)
 	testbed.Exec(t, h, "tb-sshd", "start") // at once: the outage is over
@@ -51,7 +51,7 @@ func TestHostHealthGaugesFollowSSHD(t *testing.T) {
 	if fails, _ := m1.Value("remote_desktop_ssh_dial_failures_total", map[string]string{"host": h.IP}); fails <= fails0 {
 		t.Errorf("ssh_dial_failures_total{host=%s} did not grow: %v → %v", h.IP, fails0, fails)
 	}
-	for _, other := range s.tb.Hosts[:2] {
+	for _, other := range s.Bed.Hosts[:2] {
 		if v := healthy(m1, other.IP); v != 1 {
 			t.Errorf("host_healthy{host=%s} = %v while only %s was down", other.IP, v, h.IP)
 		}

@@ -21,7 +21,7 @@ const faultsImage = "rd-faults:latest"
 // without a restart, and then takes a session.
 func TestStartupExcludesBrokenHosts(t *testing.T) {
 	s := prepareSystem(t, sysConfig{image: faultsImage})
-	tb := s.tb
+	tb := s.Bed
 	h1, h2, h3 := tb.Host(t, 0), tb.Host(t, 1), tb.Host(t, 2)
 	t.Cleanup(func() {
 		for _, h := range tb.Hosts {
@@ -51,8 +51,8 @@ func TestStartupExcludesBrokenHosts(t *testing.T) {
 	testbed.Exec(t, h3, "docker", "image", "rm", faultsImage)
 
 	start := time.Now()
-	s.caddy = e2e.StartCaddy(t, e2e.CaddyOptions{Caddyfile: s.caddyfile()})
-	s.cleanupOnEnd()
+	s.Caddy = e2e.StartCaddy(t, e2e.CaddyOptions{Caddyfile: s.caddyfile()})
+	s.CleanupOnEnd()
 	t.Cleanup(restoreAll) // before Caddy is stopped
 
 	// Each host is out with the right check failing, and says so in the
@@ -60,7 +60,7 @@ func TestStartupExcludesBrokenHosts(t *testing.T) {
 	want := map[string]string{h1.IP: "ssh", h2.IP: "docker", h3.IP: "image"}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		all := s.hosts()
+		all := s.Hosts()
 		done := true
 		for ip := range want {
 			done = done && all[ip].Health == "unhealthy"
@@ -74,7 +74,7 @@ func TestStartupExcludesBrokenHosts(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	measured(t, "startup: all three broken hosts excluded %v after Caddy was started", time.Since(start).Round(time.Millisecond))
-	all := s.hosts()
+	all := s.Hosts()
 	for ip, failing := range want {
 		h := all[ip]
 		// Checks run in order (ssh, docker, image); those after the first
@@ -95,13 +95,13 @@ func TestStartupExcludesBrokenHosts(t *testing.T) {
 	}
 	for ip, failing := range want {
 		found := false
-		for _, e := range s.eventsSince(0, "host_check", ip) {
+		for _, e := range s.EventsSince(0, "host_check", ip) {
 			found = found || (e.Level == "error" && strings.Contains(e.Message, failing+" check failed"))
 		}
 		if !found {
-			t.Errorf("no host_check event for %s naming the %s check:\n%s", ip, failing, s.story(0))
+			t.Errorf("no host_check event for %s naming the %s check:\n%s", ip, failing, s.Story(0))
 		}
-		if len(s.eventsSince(0, "host_unhealthy", ip)) == 0 {
+		if len(s.EventsSince(0, "host_unhealthy", ip)) == 0 {
 			t.Errorf("no host_unhealthy event for %s", ip)
 		}
 	}
@@ -112,12 +112,12 @@ func TestStartupExcludesBrokenHosts(t *testing.T) {
 	}
 
 	// No host: a create fails cleanly rather than hanging.
-	nobody := s.newUser()
-	if a := s.bounded("create with no healthy host", nobody, "POST", "/remote-desktop/api/create", "{}"); a.code != 202 {
-		t.Errorf("create with no healthy host: %d %v", a.code, a.body)
+	nobody := s.NewUser()
+	if a := s.bounded("create with no healthy host", nobody, "POST", "/remote-desktop/api/create", "{}"); a.Code != 202 {
+		t.Errorf("create with no healthy host: %d %v", a.Code, a.Body)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		sess := s.status(nobody)
+		sess := s.Status(nobody)
 		if sess != nil && sess["state"] == "failed" {
 			if !strings.Contains(fmt.Sprint(sess["error"]), "no healthy workspace host") {
 				t.Errorf("failed creation says %q", sess["error"])
@@ -141,22 +141,22 @@ func TestStartupExcludesBrokenHosts(t *testing.T) {
 		{h3, []string{"docker", "tag", tb.TinyImage, faultsImage}},
 	}
 	for _, r := range repairs {
-		mark := s.lastEventID()
+		mark := s.LastEventID()
 		testbed.Exec(t, r.host, r.fix...)
 		fixed := time.Now()
-		ev := s.waitEvent(mark, "host_recovered", r.host.IP, 30*time.Second)
+		ev := s.WaitEvent(mark, "host_recovered", r.host.IP, 30*time.Second)
 		measured(t, "startup: %s (%s) back in rotation %v after the repair", r.host.IP, want[r.host.IP], ev.Time.Sub(fixed).Round(time.Millisecond))
-		if h := s.hosts()[r.host.IP]; h.Health != "healthy" {
+		if h := s.Hosts()[r.host.IP]; h.Health != "healthy" {
 			t.Fatalf("host %s after host_recovered: %+v", r.host.IP, h)
 		}
-		u := s.newUser()
-		sess := s.createReady(u)
+		u := s.NewUser()
+		sess := s.CreateReady(u, 60*time.Second)
 		if sess["host"] != r.host.IP {
 			t.Errorf("the session after repairing %s went to %v", r.host.IP, sess["host"])
 		}
-		if a := s.desktop(u); a.code != 200 {
-			t.Errorf("desktop of %d on %s: %d", u, r.host.IP, a.code)
+		if a := s.desktop(u); a.Code != 200 {
+			t.Errorf("desktop of %d on %s: %d", u, r.host.IP, a.Code)
 		}
 	}
-	t.Logf("event log:\n%s", s.story(0))
+	t.Logf("event log:\n%s", s.Story(0))
 }

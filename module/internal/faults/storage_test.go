@@ -63,22 +63,22 @@ func checkRefusal(t *testing.T, msg, where string) {
 func TestStorageTurnsReadOnly(t *testing.T) {
 	dir := mountTmpfs(t, "rw")
 	s := newSystem(t, sysConfig{global: fmt.Sprintf("\tstorage file_system %s", dir)})
-	s.waitAllHealthy(30 * time.Second)
-	alice := s.newUser()
-	s.createReady(alice)
-	before := s.snap(alice)
+	s.WaitEachHealthy(30 * time.Second)
+	alice := s.NewUser()
+	s.CreateReady(alice, 60*time.Second)
+	before := s.Snap(alice, apiBound)
 
 	remount(t, dir, "ro")
-	mark := s.lastEventID()
-	if a := s.bounded("extend, storage read-only", alice, http.MethodPost, "/remote-desktop/api/extend", "{}"); a.code < 500 {
-		t.Errorf("extend with a read-only storage: %d %v, want an error", a.code, a.body)
+	mark := s.LastEventID()
+	if a := s.bounded("extend, storage read-only", alice, http.MethodPost, "/remote-desktop/api/extend", "{}"); a.Code < 500 {
+		t.Errorf("extend with a read-only storage: %d %v, want an error", a.Code, a.Body)
 	}
-	if got := s.snap(alice); got != before {
+	if got := s.Snap(alice, apiBound); got != before {
 		t.Errorf("a failed extend changed the session: %+v, before %+v", got, before)
 	}
-	bob := s.newUser()
+	bob := s.NewUser()
 	s.bounded("create, storage read-only", bob, http.MethodPost, "/remote-desktop/api/create", "{}")
-	sess, ok := s.tryWaitReady(bob, 30*time.Second)
+	sess, ok := s.TryWaitReady(bob, 30*time.Second)
 	if ok || sess == nil || sess["state"] != "failed" {
 		t.Fatalf("a creation with a read-only storage: ok=%v %v, want failed", ok, sess)
 	}
@@ -87,29 +87,29 @@ func TestStorageTurnsReadOnly(t *testing.T) {
 	}
 	t.Logf("creation with a read-only storage: %s", sess["error"])
 	// A storage failure is not a host failure.
-	if evs := s.eventsSince(mark, "host_unhealthy", ""); len(evs) > 0 {
+	if evs := s.EventsSince(mark, "host_unhealthy", ""); len(evs) > 0 {
 		var hosts []string
 		for _, e := range evs {
 			hosts = append(hosts, e.Host)
 		}
 		knownBug(t, "B3", "a storage failure took %d host(s) out of rotation (%s): %s", len(evs), strings.Join(hosts, ", "), evs[0].Message)
 	}
-	for _, h := range s.tb.Hosts {
-		for id, sid := range s.containerSessions(h) {
-			if sid != before.id {
+	for _, h := range s.Bed.Hosts {
+		for id, sid := range s.ContainerSessions(h) {
+			if sid != before.ID {
 				t.Errorf("container %s (session %s) left on %s by the failed creation", id, sid, h.Name)
 			}
 		}
 	}
 
 	remount(t, dir, "rw")
-	s.waitAllHealthy(30 * time.Second)
-	carol := s.newUser()
-	s.createReady(carol)
-	if got := s.snap(alice); got != before {
+	s.WaitEachHealthy(30 * time.Second)
+	carol := s.NewUser()
+	s.CreateReady(carol, 60*time.Second)
+	if got := s.Snap(alice, apiBound); got != before {
 		t.Errorf("alice's session changed: %+v, before %+v", got, before)
 	}
-	t.Logf("events:\n%s", s.story(mark))
+	t.Logf("events:\n%s", s.Story(mark))
 }
 
 // mountTmpfs mounts a small tmpfs (mode "ro" or "rw") on a new directory,

@@ -55,9 +55,9 @@ func TestCreateDestroyRateLimit(t *testing.T) {
 func TestAuditTrail(t *testing.T) {
 	s := newSystem(t, sysConfig{dataDir: t.TempDir(), extra: "\t\tevent_log_size 20\n\t\trate_limit off"})
 	admin := e2e.AdminUserID
-	host := s.tb.Hosts[0].IP
+	host := s.Bed.Hosts[0].IP
 	s.createReady(alice)
-	code, conn := s.dialWS(admin, "/remote-desktop/vnc/7/websockify", s.caddy.URL)
+	code, conn := s.dialWS(admin, "/remote-desktop/vnc/7/websockify", s.Caddy.URL)
 	if conn != nil {
 		conn.Close()
 	}
@@ -116,6 +116,6 @@ func TestAuditTrail(t *testing.T) {
 	if code, _, _ := s.req(admin, "GET", "/remote-desktop/admin/api/audit?limit=0", "", nil); code != http.StatusBadRequest {
 		t.Errorf("limit=0: %d, want 400", code)
 	}
-	s.caddy.Restart()
+	s.Caddy.Restart()
 	check("after a restart")
 }

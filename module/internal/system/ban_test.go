@@ -18,21 +18,21 @@ import (
 func TestBanCutsTheConnectionAndSaysWhy(t *testing.T) {
 	s := newSystem(t, sysConfig{cacheTTL: "1s"})
 	s.createReady(alice)
-	_, ws := s.dialWS(alice, "/remote-desktop/vnc/7/websockify", s.caddy.URL)
+	_, ws := s.dialWS(alice, "/remote-desktop/vnc/7/websockify", s.Caddy.URL)
 	if ws == nil {
 		t.Fatal("could not open the websocket")
 	}
 	defer ws.Close()
-	if _, err := ws.readFrame(5 * time.Second); err != nil {
+	if _, err := ws.ReadWithin(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 
-	s.ctfd.Ban(alice)
+	s.CTFd.Ban(alice)
 	banned := time.Now()
 	deadline := banned.Add(8 * time.Second)
 	for {
-		_ = ws.writeFrame([]byte("ping"))
-		if _, err := ws.readFrame(time.Second); err != nil {
+		_ = ws.WriteFrame([]byte("ping"))
+		if _, err := ws.ReadWithin(time.Second); err != nil {
 			break // cut
 		}
 		if time.Now().After(deadline) {
@@ -42,11 +42,11 @@ func TestBanCutsTheConnectionAndSaysWhy(t *testing.T) {
 	t.Logf("connection cut %v after the ban (cache_ttl 1s)", time.Since(banned).Round(100*time.Millisecond))
 
 	page := func(cookie, path string) (int, string) {
-		resp, body := e2e.Do(t, http.MethodGet, s.caddy.URL+path,
+		resp, body := e2e.Do(t, http.MethodGet, s.Caddy.URL+path,
 			map[string]string{"Cookie": "session=" + cookie, "Accept": "text/html"}, "")
 		return resp.StatusCode, string(body)
 	}
-	for _, cookie := range []string{s.cookie(alice), s.ctfd.Login(alice)} { // the old session and a login made while banned
+	for _, cookie := range []string{s.Cookie(alice), s.CTFd.Login(alice)} { // the old session and a login made while banned
 		if code, body := page(cookie, "/remote-desktop"); code != http.StatusForbidden || !strings.Contains(body, "banned") {
 			t.Errorf("player page while banned: %d %s", code, body)
 		}
@@ -60,7 +60,7 @@ func TestBanCutsTheConnectionAndSaysWhy(t *testing.T) {
 		t.Errorf("status while banned: %d %v", code, out)
 	}
 
-	s.ctfd.Unban(alice)
+	s.CTFd.Unban(alice)
 	deadline = time.Now().Add(5 * time.Second)
 	for {
 		code, out, _ := s.req(alice, http.MethodGet, "/remote-desktop/api/status", "", nil)
@@ -72,7 +72,7 @@ func TestBanCutsTheConnectionAndSaysWhy(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if esc := s.ctfd.Escalations(); len(esc) != 0 {
+	if esc := s.CTFd.Escalations(); len(esc) != 0 {
 		t.Fatalf("the admin token travelled with a player's cookie %d times", len(esc))
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/ctf-desktops/caddy-remote-desktop/module/internal/e2e"
 )
 
 // With identity caddy, an open desktop connection is cut once a reloaded
@@ -49,22 +51,22 @@ func TestIdentityCaddyRevokesOnReload(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	open := func(u string) *wsConn {
-		resp, ws := s.dialWSHeaders(0, "/remote-desktop/vnc/alice/websockify", s.caddy.URL, auth(u))
+	open := func(u string) *e2e.WSConn {
+		resp, ws := s.DialWS(0, "/remote-desktop/vnc/alice/websockify", s.Caddy.URL, auth(u))
 		if resp.StatusCode != http.StatusSwitchingProtocols {
 			t.Fatalf("websocket as %s: %d", u, resp.StatusCode)
 		}
-		if _, err := ws.readFrame(5 * time.Second); err != nil {
+		if _, err := ws.ReadWithin(5 * time.Second); err != nil {
 			t.Fatalf("websocket as %s: %v", u, err)
 		}
 		t.Cleanup(func() { ws.Close() })
 		return ws
 	}
 	// cutWithin reports whether the server closed ws within d.
-	cutWithin := func(ws *wsConn, d time.Duration) bool {
+	cutWithin := func(ws *e2e.WSConn, d time.Duration) bool {
 		end := time.Now().Add(d)
 		for time.Now().Before(end) {
-			_, err := ws.readFrame(500 * time.Millisecond)
+			_, err := ws.ReadWithin(500 * time.Millisecond)
 			var ne net.Error
 			if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
 				return true
@@ -79,7 +81,7 @@ func TestIdentityCaddyRevokesOnReload(t *testing.T) {
 
 	// boss is no longer an admin.
 	s.cfg.identity = "\t\tidentity caddy"
-	if err := s.caddy.Reload(s.caddyfile()); err != nil {
+	if err := s.Caddy.Reload(s.caddyfile()); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -93,7 +95,7 @@ func TestIdentityCaddyRevokesOnReload(t *testing.T) {
 
 	// alice's account is removed.
 	s.cfg.site = site("boss")
-	if err := s.caddy.Reload(s.caddyfile()); err != nil {
+	if err := s.Caddy.Reload(s.caddyfile()); err != nil {
 		t.Fatal(err)
 	}
 	start = time.Now()

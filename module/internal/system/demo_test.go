@@ -76,7 +76,7 @@ func TestDemoCaddyfileWithBasicAuth(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the demo player's desktop never answered (last %d)\n%s", code, tail(c.Logs(), 20))
+			t.Fatalf("the demo player's desktop never answered (last %d)\n%s", code, e2e.Tail(c.Logs(), 20))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -18,18 +18,6 @@ import (
 	"github.com/ctf-desktops/caddy-remote-desktop/module/internal/testbed"
 )
 
-// hostOf returns the test-bed host a session runs on.
-func (s *system) hostOf(sess map[string]any) testbed.Host {
-	s.t.Helper()
-	for _, h := range s.tb.Hosts {
-		if h.IP == sess["host"] {
-			return h
-		}
-	}
-	s.t.Fatalf("session on unknown host %v", sess["host"])
-	return testbed.Host{}
-}
-
 type inspected struct {
 	ID     string
 	Config struct {
@@ -55,7 +43,7 @@ type inspected struct {
 
 func (s *system) inspect(h testbed.Host, userID int) inspected {
 	s.t.Helper()
-	id := strings.TrimSpace(testbed.Exec(s.t, h, "docker", "ps", "-q", "--filter", "label=io.ctf-remote-desktop.instance="+s.instance,
+	id := strings.TrimSpace(testbed.Exec(s.t, h, "docker", "ps", "-q", "--filter", "label=io.ctf-remote-desktop.instance="+s.Instance,
 		"--filter", fmt.Sprintf("label=io.ctf-remote-desktop.user=%d", userID)))
 	if id == "" {
 		s.t.Fatalf("no container of user %d on %s", userID, h.Name)
@@ -74,7 +62,7 @@ func (s *system) inspect(h testbed.Host, userID int) inspected {
 func TestContainersAreHardened(t *testing.T) {
 	s := newSystem(t, sysConfig{desktop: true})
 	s.createReady(alice)
-	h := s.hostOf(s.status(alice))
+	h := s.HostOf(s.Status(alice)["host"])
 	c := s.inspect(h, alice)
 	hc := c.HostConfig
 	if hc.Privileged || len(hc.CapAdd) != 0 || len(hc.CapDrop) != 1 || hc.CapDrop[0] != "ALL" {
@@ -115,8 +103,8 @@ func TestDesktopPortsOnlyOnTheBindAddress(t *testing.T) {
 	s := newSystem(t, sysConfig{extra: "\t\tpublish_vnc"})
 	s.createReady(alice)
 	s.createReady(bob)
-	sessA := s.status(alice)
-	h := s.hostOf(sessA)
+	sessA := s.Status(alice)
+	h := s.HostOf(sessA["host"])
 	a := s.inspect(h, alice)
 	var port, vnc string
 	if p := a.NetworkSettings.Ports["6080/tcp"]; len(p) > 0 {
@@ -152,7 +140,7 @@ func TestDesktopPortsOnlyOnTheBindAddress(t *testing.T) {
 		t.Fatal("found no other address on the host to try")
 	}
 	// Inter-container traffic is off: bob's container cannot reach alice's.
-	if s.hostOf(s.status(bob)).IP == h.IP {
+	if s.HostOf(s.Status(bob)["host"]).IP == h.IP {
 		b := s.inspect(h, bob)
 		ipA := a.NetworkSettings.Networks["rd-desktops"].IPAddress
 		out, err := testbed.TryExec(h, "docker", "exec", b.ID, "bash", "-c", fmt.Sprintf("timeout 3 bash -c 'echo > /dev/tcp/%s/6080' && echo open", ipA))
@@ -187,8 +175,8 @@ func TestBadRequestsAreRefused(t *testing.T) {
 			t.Errorf("%s: %d %v, want %d", c.name, code, out, c.want)
 		}
 	}
-	resp, _ := e2e.Do(t, "GET", s.caddy.URL+"/remote-desktop/api/status", map[string]string{
-		"Cookie": "session=" + s.cookie(alice), "X-Huge": strings.Repeat("a", 2<<20)}, "")
+	resp, _ := e2e.Do(t, "GET", s.Caddy.URL+"/remote-desktop/api/status", map[string]string{
+		"Cookie": "session=" + s.Cookie(alice), "X-Huge": strings.Repeat("a", 2<<20)}, "")
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("2 MiB header: %d, want 431", resp.StatusCode)
 	}
@@ -202,7 +190,7 @@ func TestBadRequestsAreRefused(t *testing.T) {
 func TestManySSEClientsOpenAndDrop(t *testing.T) {
 	s := newSystem(t, sysConfig{})
 	goroutines := func() int {
-		resp, body := e2e.Do(t, "GET", "http://"+s.caddy.AdminAddr+"/debug/pprof/goroutine?debug=1", nil, "")
+		resp, body := e2e.Do(t, "GET", "http://"+s.Caddy.AdminAddr+"/debug/pprof/goroutine?debug=1", nil, "")
 		if resp.StatusCode != 200 {
 			t.Fatalf("pprof: %d", resp.StatusCode)
 		}
@@ -210,7 +198,7 @@ func TestManySSEClientsOpenAndDrop(t *testing.T) {
 		n, _ := strconv.Atoi(string(m[1]))
 		return n
 	}
-	cookie := "session=" + s.cookie(e2e.AdminUserID)
+	cookie := "session=" + s.Cookie(e2e.AdminUserID)
 	s.req(e2e.AdminUserID, "GET", "/remote-desktop/admin/api/hosts", "", nil) // warm the identity cache
 	s.createReady(alice)                                                      // and the SSH pools
 	time.Sleep(time.Second)
@@ -224,7 +212,7 @@ func TestManySSEClientsOpenAndDrop(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			c, err := net.DialTimeout("tcp", strings.TrimPrefix(s.caddy.URL, "http://"), 5*time.Second)
+			c, err := net.DialTimeout("tcp", strings.TrimPrefix(s.Caddy.URL, "http://"), 5*time.Second)
 			if err != nil {
 				failed.Store(i, err)
 				return
@@ -275,7 +263,7 @@ func TestNoVNCRootServesFilesFromCaddy(t *testing.T) {
 	s := newSystem(t, sysConfig{handler: "\t\tnovnc_root " + filepath.Join(dir, "novnc")})
 	s.createReady(alice)
 	get := func(path string) (int, string) {
-		resp, body := e2e.Do(t, "GET", s.caddy.URL+path, map[string]string{"Cookie": "session=" + s.cookie(alice)}, "")
+		resp, body := e2e.Do(t, "GET", s.Caddy.URL+path, map[string]string{"Cookie": "session=" + s.Cookie(alice)}, "")
 		return resp.StatusCode, string(body)
 	}
 	if code, body := get("/remote-desktop/vnc/7/vnc.html"); code != 200 || !strings.Contains(body, "noVNC") {
@@ -287,12 +275,12 @@ func TestNoVNCRootServesFilesFromCaddy(t *testing.T) {
 	if code, _ := get("/remote-desktop/vnc/8/vnc.html"); code != http.StatusForbidden {
 		t.Fatalf("someone else's desktop: %d", code)
 	}
-	code, ws := s.dialWS(alice, "/remote-desktop/vnc/7/websockify", s.caddy.URL)
+	code, ws := s.dialWS(alice, "/remote-desktop/vnc/7/websockify", s.Caddy.URL)
 	if code != http.StatusSwitchingProtocols {
 		t.Fatalf("websocket: %d", code)
 	}
 	defer ws.Close()
-	if p, err := ws.readFrame(5 * time.Second); err != nil || string(p) != "RFB 003.008\n" {
+	if p, err := ws.ReadWithin(5 * time.Second); err != nil || string(p) != "RFB 003.008\n" {
 		t.Fatalf("greeting %q %v", p, err)
 	}
 }

@@ -82,7 +82,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		call{"player page", bob, "GET", "/remote-desktop", "", nil, http.StatusOK},
 		call{"outside the prefix goes on to CTFd", 0, "GET", "/challenges", "", nil, http.StatusOK},
 	)
-	before := s.ctfd.Count("/api/v1/users/me")
+	before := s.CTFd.Count("/api/v1/users/me")
 	for _, c := range calls {
 		t.Run(c.name, func(t *testing.T) {
 			h := map[string]string{}
@@ -101,11 +101,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 		})
 	}
-	if s.ctfd.Count("/api/v1/users/me") == before {
+	if s.CTFd.Count("/api/v1/users/me") == before {
 		t.Error("CTFd was never asked")
 	}
 	// alice's session survived every refused attempt on it.
-	if sess := s.status(alice); sess == nil || sess["state"] != "ready" {
+	if sess := s.Status(alice); sess == nil || sess["state"] != "ready" {
 		t.Fatalf("alice's session after the matrix: %v", sess)
 	}
 
@@ -119,10 +119,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 	}{
 		{alice, "https://evil.example", http.StatusForbidden},
 		{alice, "", http.StatusForbidden},
-		{bob, s.caddy.URL, http.StatusForbidden},
-		{0, s.caddy.URL, http.StatusUnauthorized},
-		{alice, s.caddy.URL, http.StatusSwitchingProtocols},
-		{admin, s.caddy.URL, http.StatusSwitchingProtocols},
+		{bob, s.Caddy.URL, http.StatusForbidden},
+		{0, s.Caddy.URL, http.StatusUnauthorized},
+		{alice, s.Caddy.URL, http.StatusSwitchingProtocols},
+		{admin, s.Caddy.URL, http.StatusSwitchingProtocols},
 	} {
 		code, conn := s.dialWS(c.user, ws, c.origin)
 		if conn != nil {
@@ -147,12 +147,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 func TestRFBHandshakeThroughTheProxy(t *testing.T) {
 	s := newSystem(t, sysConfig{desktop: true})
 	s.createReady(alice)
-	code, ws := s.dialWS(alice, "/remote-desktop/vnc/7/websockify", s.caddy.URL)
+	code, ws := s.dialWS(alice, "/remote-desktop/vnc/7/websockify", s.Caddy.URL)
 	if code != http.StatusSwitchingProtocols {
 		t.Fatalf("upgrade: %d", code)
 	}
 	defer ws.Close()
-	p, err := ws.readFrame(10 * time.Second)
+	p, err := ws.ReadWithin(10 * time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,10 +161,10 @@ func TestRFBHandshakeThroughTheProxy(t *testing.T) {
 	}
 	// Answer with our version: the server offers its security types (VNC
 	// authentication, type 2).
-	if err := ws.writeFrame([]byte("RFB 003.008\n")); err != nil {
+	if err := ws.WriteFrame([]byte("RFB 003.008\n")); err != nil {
 		t.Fatal(err)
 	}
-	p, err = ws.readFrame(10 * time.Second)
+	p, err = ws.ReadWithin(10 * time.Second)
 	if err != nil || len(p) < 2 || !bytes.Contains(p[1:], []byte{2}) {
 		t.Fatalf("security types %v, %v: want VNC authentication offered", p, err)
 	}
@@ -173,8 +173,8 @@ func TestRFBHandshakeThroughTheProxy(t *testing.T) {
 // An admin's event stream shows another client's create as it happens.
 func TestAdminStreamSeesCreate(t *testing.T) {
 	s := newSystem(t, sysConfig{})
-	req, _ := http.NewRequest("GET", s.caddy.URL+"/remote-desktop/admin/api/events/stream", nil)
-	req.Header.Set("Cookie", "session="+s.cookie(e2e.AdminUserID))
+	req, _ := http.NewRequest("GET", s.Caddy.URL+"/remote-desktop/admin/api/events/stream", nil)
+	req.Header.Set("Cookie", "session="+s.Cookie(e2e.AdminUserID))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -251,7 +251,7 @@ func TestCTFdTroubleMeans503(t *testing.T) {
 		{"GET", "/remote-desktop/vnc/7/vnc.html", ""},
 	}
 	for _, mode := range []e2e.Mode{e2e.Down, e2e.Error500, e2e.Garbage, e2e.WrongShape, e2e.Slow(3 * time.Second)} {
-		s.ctfd.SetMode(mode)
+		s.CTFd.SetMode(mode)
 		time.Sleep(20 * time.Millisecond)
 		for _, r := range routes {
 			for _, user := range []int{alice, e2e.AdminUserID} {
@@ -271,8 +271,8 @@ func TestCTFdTroubleMeans503(t *testing.T) {
 			t.Errorf("CTFd %v: auth-check answered %d %v, want 403", mode, code, out)
 		}
 	}
-	s.ctfd.SetMode(e2e.Normal)
-	if sess := s.status(alice); sess == nil || sess["state"] != "ready" {
+	s.CTFd.SetMode(e2e.Normal)
+	if sess := s.Status(alice); sess == nil || sess["state"] != "ready" {
 		t.Fatalf("alice's session after CTFd's trouble: %v", sess)
 	}
 }

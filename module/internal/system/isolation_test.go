@@ -120,7 +120,7 @@ func TestDesktopsReachNothingOfOurs(t *testing.T) {
 	// Control: without the rules, every target answers. A container on
 	// host 1's default bridge reaches the published ports and sshd; the
 	// host's own namespace reaches the peer's bridge address.
-	ctl := probe(t, h1, targets, "docker", "run", "--rm", "--name", "i11net-control-"+s.instance, "--network", "bridge",
+	ctl := probe(t, h1, targets, "docker", "run", "--rm", "--name", "i11net-control-"+s.Instance, "--network", "bridge",
 		"--entrypoint", "bash", tb.DesktopImage, "-c")
 	for _, tg := range targets[:4] { // :80 has no listener
 		if ctl[tg.Addr.String()] != "open" {
@@ -142,11 +142,11 @@ func TestDesktopsReachNothingOfOurs(t *testing.T) {
 	t.Logf("%d targets probed from inside the desktop, all blocked, in %v", len(targets)+1, time.Since(start).Round(10*time.Millisecond))
 
 	// The player's own desktop still works through the proxy.
-	code, ws := s.dialWS(p[0], fmt.Sprintf("/remote-desktop/vnc/%d/websockify", p[0]), s.caddy.URL)
+	code, ws := s.dialWS(p[0], fmt.Sprintf("/remote-desktop/vnc/%d/websockify", p[0]), s.Caddy.URL)
 	if code != 101 {
 		t.Fatalf("own desktop's websocket: %d", code)
 	}
-	if b, err := ws.readFrame(10 * time.Second); err != nil || !strings.HasPrefix(string(b), "RFB ") {
+	if b, err := ws.ReadWithin(10 * time.Second); err != nil || !strings.HasPrefix(string(b), "RFB ") {
 		t.Errorf("own desktop's greeting %q %v", b, err)
 	}
 	ws.Close()
@@ -183,10 +183,10 @@ func TestDesktopsReachNothingOfOurs(t *testing.T) {
 	// (A proof may take longer than e2e.Do's 30 s on a loaded machine.)
 	var took []time.Duration
 	for range 3 {
-		req, _ := http.NewRequest("POST", s.caddy.URL+"/remote-desktop/admin/api/hosts/check", strings.NewReader(fmt.Sprintf(`{"host":%q}`, h1.IP)))
+		req, _ := http.NewRequest("POST", s.Caddy.URL+"/remote-desktop/admin/api/hosts/check", strings.NewReader(fmt.Sprintf(`{"host":%q}`, h1.IP)))
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Origin", s.caddy.URL)
-		req.Header.Set("Cookie", "session="+s.cookie(e2e.AdminUserID))
+		req.Header.Set("Origin", s.Caddy.URL)
+		req.Header.Set("Cookie", "session="+s.Cookie(e2e.AdminUserID))
 		t0 := time.Now()
 		resp, err := e2e.LoopbackClient(3 * time.Minute).Do(req)
 		if err != nil {

@@ -16,35 +16,19 @@ func (s *system) players(n int) []int {
 	ids := make([]int, n)
 	for i := range ids {
 		ids[i] = 100 + i
-		s.ctfd.AddUser(e2e.User{ID: ids[i], Name: fmt.Sprintf("p%d", ids[i]), Email: fmt.Sprintf("p%d@example.com", ids[i])})
+		s.CTFd.AddUser(e2e.User{ID: ids[i], Name: fmt.Sprintf("p%d", ids[i]), Email: fmt.Sprintf("p%d@example.com", ids[i])})
 	}
 	return ids
 }
 
-type snapshot struct{ host, id, expires, port string }
-
-func (s *system) snap(user int) snapshot {
-	s.t.Helper()
-	sess := s.status(user)
-	if sess == nil || sess["state"] != "ready" {
-		s.t.Fatalf("session of %d: %v", user, sess)
-	}
-	// The port is not in the player's view; auth-check tells it.
-	_, out, hdr := s.req(user, "GET", "/remote-desktop/api/auth-check", "", map[string]string{"X-User-ID": fmt.Sprint(user)})
-	if hdr.Get("X-VNC-Port") == "" {
-		s.t.Fatalf("auth-check for %d: %v", user, out)
-	}
-	return snapshot{host: fmt.Sprint(sess["host"]), id: fmt.Sprint(sess["id"]), expires: fmt.Sprint(sess["expires_at"]), port: hdr.Get("X-VNC-Port")}
-}
-
 // echo sends a frame on an open desktop websocket and reads it back (the
 // tiny image echoes), proving the connection still carries data.
-func echo(t *testing.T, ws *wsConn, msg string) {
+func echo(t *testing.T, ws *e2e.WSConn, msg string) {
 	t.Helper()
-	if err := ws.writeFrame([]byte(msg)); err != nil {
+	if err := ws.WriteFrame([]byte(msg)); err != nil {
 		t.Fatalf("websocket write: %v", err)
 	}
-	p, err := ws.readFrame(5 * time.Second)
+	p, err := ws.ReadWithin(5 * time.Second)
 	if err != nil || string(p) != msg {
 		t.Fatalf("websocket echo: %q, %v; want %q", p, err, msg)
 	}
@@ -60,33 +44,33 @@ func TestReloadKeepsSessionsAndWebsockets(t *testing.T) {
 			t.Fatalf("create: %d %v", code, out)
 		}
 	}
-	before := map[int]snapshot{}
+	before := map[int]e2e.Snapshot{}
 	for _, u := range users {
-		s.waitReady(u)
-		before[u] = s.snap(u)
+		s.WaitReady(u, 90*time.Second)
+		before[u] = s.Snap(u, e2e.RequestTimeout)
 	}
-	code, ws := s.dialWS(users[0], fmt.Sprintf("/remote-desktop/vnc/%d/websockify", users[0]), s.caddy.URL)
+	code, ws := s.dialWS(users[0], fmt.Sprintf("/remote-desktop/vnc/%d/websockify", users[0]), s.Caddy.URL)
 	if code != http.StatusSwitchingProtocols {
 		t.Fatalf("upgrade: %d", code)
 	}
 	defer ws.Close()
-	if p, err := ws.readFrame(5 * time.Second); err != nil || !strings.HasPrefix(string(p), "RFB") {
+	if p, err := ws.ReadWithin(5 * time.Second); err != nil || !strings.HasPrefix(string(p), "RFB") {
 		t.Fatalf("greeting %q %v", p, err)
 	}
 	echo(t, ws, "before reload")
 
 	s.cfg.extra = "\t\tevent_log_size 600" // a real change, so Caddy applies it
-	if err := s.caddy.Reload(s.caddyfile()); err != nil {
+	if err := s.Caddy.Reload(s.caddyfile()); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(500 * time.Millisecond)
 	echo(t, ws, "after reload")
 	for _, u := range users {
-		if got := s.snap(u); got != before[u] {
+		if got := s.Snap(u, e2e.RequestTimeout); got != before[u] {
 			t.Fatalf("session of %d after reload: %+v, before: %+v", u, got, before[u])
 		}
 	}
-	if n := s.containers(); n != 5 {
+	if n := s.Containers(); n != 5 {
 		t.Fatalf("%d containers after reload, want 5", n)
 	}
 	echo(t, ws, "still here")
@@ -97,27 +81,27 @@ func TestReloadKeepsSessionsAndWebsockets(t *testing.T) {
 func TestSIGKILLThenStartKeepsSessions(t *testing.T) {
 	s := newSystem(t, sysConfig{policy: "keep", dataDir: t.TempDir()})
 	users := s.players(5)
-	before := map[int]snapshot{}
+	before := map[int]e2e.Snapshot{}
 	for _, u := range users {
 		s.createReady(u)
-		before[u] = s.snap(u)
+		before[u] = s.Snap(u, e2e.RequestTimeout)
 	}
-	s.caddy.Kill()
-	s.caddy.Restart()
+	s.Caddy.Kill()
+	s.Caddy.Restart()
 	for _, u := range users {
-		if got := s.snap(u); got != before[u] {
+		if got := s.Snap(u, e2e.RequestTimeout); got != before[u] {
 			t.Fatalf("session of %d after restart: %+v, before: %+v", u, got, before[u])
 		}
-		resp, _ := e2e.Do(t, "GET", fmt.Sprintf("%s/remote-desktop/vnc/%d/vnc.html", s.caddy.URL, u), map[string]string{"Cookie": "session=" + s.cookie(u)}, "")
+		resp, _ := e2e.Do(t, "GET", fmt.Sprintf("%s/remote-desktop/vnc/%d/vnc.html", s.Caddy.URL, u), map[string]string{"Cookie": "session=" + s.Cookie(u)}, "")
 		if resp.StatusCode != 200 {
 			t.Fatalf("desktop of %d unreachable after restart: %d", u, resp.StatusCode)
 		}
 	}
 	time.Sleep(8 * time.Second) // past orphan_grace, several reaper passes
-	if n := s.containers(); n != 5 {
+	if n := s.Containers(); n != 5 {
 		t.Fatalf("%d containers after restart, want 5", n)
 	}
-	if logs := s.caddy.Logs(); strings.Contains(logs, "orphan_removed") {
+	if logs := s.Caddy.Logs(); strings.Contains(logs, "orphan_removed") {
 		t.Fatal("a live session's container was removed as an orphan")
 	}
 }
@@ -128,13 +112,13 @@ func TestDestroyPolicyOnSIGTERM(t *testing.T) {
 	for _, u := range s.players(3) {
 		s.createReady(u)
 	}
-	if n := s.containers(); n != 3 {
+	if n := s.Containers(); n != 3 {
 		t.Fatalf("%d containers, want 3", n)
 	}
-	if err := s.caddy.Stop(); err != nil {
+	if err := s.Caddy.Stop(); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
-	if n := s.containers(); n != 0 {
+	if n := s.Containers(); n != 0 {
 		t.Fatalf("%d containers left after SIGTERM with shutdown_policy destroy", n)
 	}
 }
@@ -146,27 +130,27 @@ func TestLogoutAndDestroyCutTheConnection(t *testing.T) {
 	s := newSystem(t, sysConfig{cacheTTL: "1s"})
 	s.createReady(alice)
 	s.createReady(bob)
-	_, wsA := s.dialWS(alice, "/remote-desktop/vnc/7/websockify", s.caddy.URL)
-	_, wsB := s.dialWS(bob, "/remote-desktop/vnc/8/websockify", s.caddy.URL)
+	_, wsA := s.dialWS(alice, "/remote-desktop/vnc/7/websockify", s.Caddy.URL)
+	_, wsB := s.dialWS(bob, "/remote-desktop/vnc/8/websockify", s.Caddy.URL)
 	if wsA == nil || wsB == nil {
 		t.Fatal("could not open the websockets")
 	}
 	defer wsA.Close()
 	defer wsB.Close()
-	for _, ws := range []*wsConn{wsA, wsB} {
-		if _, err := ws.readFrame(5 * time.Second); err != nil {
+	for _, ws := range []*e2e.WSConn{wsA, wsB} {
+		if _, err := ws.ReadWithin(5 * time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s.ctfd.Logout(s.cookie(alice))
+	s.CTFd.Logout(s.Cookie(alice))
 	if code, _, _ := s.req(bob, "POST", "/remote-desktop/api/destroy", "{}", nil); code != 200 {
 		t.Fatalf("destroy: %d", code)
 	}
-	for name, ws := range map[string]*wsConn{"logged-out alice": wsA, "destroyed bob": wsB} {
+	for name, ws := range map[string]*e2e.WSConn{"logged-out alice": wsA, "destroyed bob": wsB} {
 		deadline := time.Now().Add(8 * time.Second)
 		for {
-			_ = ws.writeFrame([]byte("ping"))
-			if _, err := ws.readFrame(time.Second); err != nil {
+			_ = ws.WriteFrame([]byte("ping"))
+			if _, err := ws.ReadWithin(time.Second); err != nil {
 				break // cut
 			}
 			if time.Now().After(deadline) {
@@ -187,7 +171,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	if len(pw) < 16 {
 		t.Fatalf("connect_url %q has no password of >= 16 characters", connect)
 	}
-	_, ws := s.dialWS(alice, "/remote-desktop/vnc/7/websockify", s.caddy.URL)
+	_, ws := s.dialWS(alice, "/remote-desktop/vnc/7/websockify", s.Caddy.URL)
 	if ws != nil {
 		ws.Close()
 	}
@@ -195,11 +179,11 @@ func TestNoSecretsInLogs(t *testing.T) {
 	s.req(e2e.AdminUserID, "GET", "/remote-desktop/admin/api/containers", "", nil)
 	s.req(e2e.AdminUserID, "GET", "/remote-desktop/admin/api/events/recent", "", nil)
 	s.req(alice, "POST", "/remote-desktop/api/destroy", "{}", nil)
-	_ = s.caddy.Stop()
-	logs := []byte(s.caddy.Logs())
+	_ = s.Caddy.Stop()
+	logs := []byte(s.Caddy.Logs())
 	for what, secret := range map[string]string{
-		"VNC password": pw, "CTFd admin token": s.ctfd.AdminToken(),
-		"alice's cookie": s.cookie(alice), "the admin's cookie": s.cookie(e2e.AdminUserID),
+		"VNC password": pw, "CTFd admin token": s.CTFd.AdminToken(),
+		"alice's cookie": s.Cookie(alice), "the admin's cookie": s.Cookie(e2e.AdminUserID),
 	} {
 		if bytes.Contains(logs, []byte(secret)) {
 			t.Errorf("the %s is in Caddy's log", what)
@@ -211,15 +195,15 @@ func TestNoSecretsInLogs(t *testing.T) {
 // ends as soon as the server starts shutting down.
 func TestStopWithOpenEventStream(t *testing.T) {
 	s := newSystem(t, sysConfig{})
-	req, _ := http.NewRequest("GET", s.caddy.URL+"/remote-desktop/admin/api/events/stream", nil)
-	req.Header.Set("Cookie", "session="+s.cookie(e2e.AdminUserID))
+	req, _ := http.NewRequest("GET", s.Caddy.URL+"/remote-desktop/admin/api/events/stream", nil)
+	req.Header.Set("Cookie", "session="+s.Cookie(e2e.AdminUserID))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("stream: %v %v", resp, err)
 	}
 	defer resp.Body.Close()
 	start := time.Now()
-	if err := s.caddy.Stop(); err != nil {
+	if err := s.Caddy.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d > 10*time.Second {

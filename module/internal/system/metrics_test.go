@@ -18,7 +18,7 @@ import (
 // metricsOf scrapes the admin endpoint's /metrics.
 func (s *system) metrics() *e2e.Metrics {
 	s.t.Helper()
-	return e2e.Scrape(s.t, s.caddy.AdminAddr)
+	return e2e.Scrape(s.t, s.Caddy.AdminAddr)
 }
 
 func val(t *testing.T, m *e2e.Metrics, name string, labels map[string]string) float64 {
@@ -62,7 +62,7 @@ func TestMetricsFollowASessionAndSurviveReload(t *testing.T) {
 
 	sess := s.createReady(alice)
 	host, _ := sess["host"].(string)
-	s.waitHostsHealthy(2 * time.Minute)
+	s.WaitHostsHealthy(2 * time.Minute)
 	m1 := s.metrics()
 	c1 := counters(m1)
 	for k, d := range map[string]float64{"created": 1, "ready": 1, "ok": 1, "ttr": 1, "timer": 1,
@@ -80,7 +80,7 @@ func TestMetricsFollowASessionAndSurviveReload(t *testing.T) {
 	if got := val(t, m1, "remote_desktop_host_sessions", lbl{"host": host}); got != 1 {
 		t.Errorf("host_sessions{host=%s} = %v, want 1", host, got)
 	}
-	for _, h := range s.tb.Hosts {
+	for _, h := range s.Bed.Hosts {
 		if got := val(t, m1, "remote_desktop_host_healthy", lbl{"host": h.IP}); got != 1 {
 			t.Errorf("host_healthy{host=%s} = %v, want 1", h.IP, got)
 		}
@@ -109,11 +109,11 @@ func TestMetricsFollowASessionAndSurviveReload(t *testing.T) {
 	}
 
 	// A desktop stream and an admin event stream, open at the scrape.
-	code, ws := s.dialWS(alice, fmt.Sprintf("/remote-desktop/vnc/%d/websockify", alice), s.caddy.URL)
+	code, ws := s.dialWS(alice, fmt.Sprintf("/remote-desktop/vnc/%d/websockify", alice), s.Caddy.URL)
 	if code != http.StatusSwitchingProtocols {
 		t.Fatalf("upgrade: %d", code)
 	}
-	if p, err := ws.readFrame(5 * time.Second); err != nil || !strings.HasPrefix(string(p), "RFB") {
+	if p, err := ws.ReadWithin(5 * time.Second); err != nil || !strings.HasPrefix(string(p), "RFB") {
 		t.Fatalf("greeting %q %v", p, err)
 	}
 	sse := s.openSSE(t)
@@ -142,11 +142,11 @@ func TestMetricsFollowASessionAndSurviveReload(t *testing.T) {
 	start := time.Now()
 	s.metrics()
 	t.Logf("MEASURED a scrape with one session on %d hosts: %d remote_desktop_ series (%d families) (scrape: %d bytes); answered in %v",
-		len(s.tb.Hosts), series, countPrefix(m3, "remote_desktop_"), len(m3.Raw), time.Since(start).Round(time.Millisecond))
+		len(s.Bed.Hosts), series, countPrefix(m3, "remote_desktop_"), len(m3.Raw), time.Since(start).Round(time.Millisecond))
 
 	// A reload brings a new registry: no registration error, no reset.
 	s.cfg.extra = "\t\tevent_log_size 600"
-	if err := s.caddy.Reload(s.caddyfile()); err != nil {
+	if err := s.Caddy.Reload(s.caddyfile()); err != nil {
 		t.Fatal(err)
 	}
 	m4 := s.metrics()
@@ -156,8 +156,8 @@ func TestMetricsFollowASessionAndSurviveReload(t *testing.T) {
 			t.Errorf("%s went back after reload: %v → %v", k, v, c4[k])
 		}
 	}
-	if logs := s.caddy.Logs(); strings.Contains(logs, "register metrics") || strings.Contains(logs, "duplicate metrics collector") {
-		t.Errorf("registration error in the log:\n%s", tail(logs, 20))
+	if logs := s.Caddy.Logs(); strings.Contains(logs, "register metrics") || strings.Contains(logs, "duplicate metrics collector") {
+		t.Errorf("registration error in the log:\n%s", e2e.Tail(logs, 20))
 	}
 	if got := val(t, m4, "remote_desktop_sessions", lbl{"state": "ready", "host": host}); got != 1 {
 		t.Errorf("after reload sessions{state=ready,host=%s} = %v, want 1", host, got)
@@ -192,8 +192,8 @@ func countPrefix(m *e2e.Metrics, prefix string) int {
 // openSSE opens the admin event stream and reads its first line.
 func (s *system) openSSE(t *testing.T) *http.Response {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, s.caddy.URL+"/remote-desktop/admin/api/events/stream", nil)
-	req.Header.Set("Cookie", "session="+s.cookie(e2e.AdminUserID))
+	req, _ := http.NewRequest(http.MethodGet, s.Caddy.URL+"/remote-desktop/admin/api/events/stream", nil)
+	req.Header.Set("Cookie", "session="+s.Cookie(e2e.AdminUserID))
 	resp, err := e2e.LoopbackClient(0).Do(req)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("event stream: %v %v", resp, err)

@@ -84,11 +84,11 @@ func assertNoEvil(t *testing.T, what string, h http.Header) {
 func TestMaliciousDesktopServesNothingOnOurOrigin(t *testing.T) {
 	s := newSystem(t, sysConfig{evil: true})
 	s.createReady(alice)
-	tree := trustedTree(t, s.tb.EvilImage)
-	base := s.caddy.URL + "/remote-desktop/vnc/7/"
+	tree := trustedTree(t, s.Bed.EvilImage)
+	base := s.Caddy.URL + "/remote-desktop/vnc/7/"
 
 	get := func(user int, method, rel string) (*http.Response, []byte) {
-		return e2e.Do(t, method, base+rel, map[string]string{"Cookie": "session=" + s.cookie(user), "Accept": "text/html,*/*"}, "")
+		return e2e.Do(t, method, base+rel, map[string]string{"Cookie": "session=" + s.Cookie(user), "Accept": "text/html,*/*"}, "")
 	}
 	// The first request reads noVNC from the image; later ones are memory.
 	t0 := time.Now()
@@ -101,7 +101,7 @@ func TestMaliciousDesktopServesNothingOnOurOrigin(t *testing.T) {
 	}
 	t.Logf("vnc.html through Caddy: first %v (reads noVNC from the image), then %v each (from memory)",
 		cold.Round(time.Millisecond), (time.Since(t0) / warmN).Round(10*time.Microsecond))
-	for _, line := range strings.Split(s.caddy.Logs(), "\n") {
+	for _, line := range strings.Split(s.Caddy.Logs(), "\n") {
 		if strings.Contains(line, "noVNC read from the desktop image") {
 			t.Logf("caddy: %s", line)
 		}
@@ -146,11 +146,11 @@ func TestMaliciousDesktopServesNothingOnOurOrigin(t *testing.T) {
 	viewer := map[string]string{
 		"Referer": "http://127.0.0.1/referer-of-the-viewer", "User-Agent": "viewer-agent/1.0",
 		"X-Forwarded-For": "203.0.113.7", "X-Real-IP": "203.0.113.8", "Forwarded": "for=203.0.113.9",
-		"X-Forwarded-Host": "viewer.example", "Accept-Language": "xx-viewer", "Authorization": "Token " + s.ctfd.AdminToken(),
+		"X-Forwarded-Host": "viewer.example", "Accept-Language": "xx-viewer", "Authorization": "Token " + s.CTFd.AdminToken(),
 		"X-User-ID": "7", "Sec-WebSocket-Extensions": "permessage-deflate",
 	}
 	for _, user := range []int{alice, e2e.AdminUserID} {
-		resp, ws := s.dialWSHeaders(user, "/remote-desktop/vnc/7/websockify", s.caddy.URL, viewer)
+		resp, ws := s.DialWS(user, "/remote-desktop/vnc/7/websockify", s.Caddy.URL, viewer)
 		if resp.StatusCode != http.StatusSwitchingProtocols {
 			t.Fatalf("websocket as %d: %d", user, resp.StatusCode)
 		}
@@ -162,7 +162,7 @@ func TestMaliciousDesktopServesNothingOnOurOrigin(t *testing.T) {
 				t.Errorf("101 carries %s: %q", k, resp.Header.Values(k))
 			}
 		}
-		frame, err := ws.readFrame(5 * time.Second)
+		frame, err := ws.ReadWithin(5 * time.Second)
 		ws.Close()
 		if err != nil {
 			t.Fatalf("first message: %v", err)
@@ -185,14 +185,14 @@ func TestMaliciousDesktopServesNothingOnOurOrigin(t *testing.T) {
 				t.Errorf("the container received %s: %q", k, v)
 			}
 		}
-		if bytes.Contains(frame, []byte("203.0.113")) || bytes.Contains(frame, []byte("viewer")) || bytes.Contains(frame, []byte(s.cookie(user))) {
+		if bytes.Contains(frame, []byte("203.0.113")) || bytes.Contains(frame, []byte("viewer")) || bytes.Contains(frame, []byte(s.Cookie(user))) {
 			t.Errorf("something of the viewer reached the container: %s", frame)
 		}
 	}
 
 	// Any other answer of the container to an upgrade: filtered too, and
 	// sandboxed.
-	resp, _ := s.dialWSHeaders(alice, "/remote-desktop/vnc/7/nope", s.caddy.URL, nil)
+	resp, _ := s.DialWS(alice, "/remote-desktop/vnc/7/nope", s.Caddy.URL, nil)
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("upgrade on /nope: %d, want the container's 404", resp.StatusCode)
 	}
@@ -200,7 +200,7 @@ func TestMaliciousDesktopServesNothingOnOurOrigin(t *testing.T) {
 	if csp := resp.Header.Get("Content-Security-Policy"); !strings.HasPrefix(csp, "sandbox") {
 		t.Errorf("the container's 404 is not sandboxed: CSP %q", csp)
 	}
-	if sess := s.status(alice); sess == nil || sess["state"] != "ready" {
+	if sess := s.Status(alice); sess == nil || sess["state"] != "ready" {
 		t.Fatalf("alice's session: %v", sess)
 	}
 }
@@ -211,7 +211,7 @@ func TestUnsafeContainerHTTPIsSandboxed(t *testing.T) {
 	s := newSystem(t, sysConfig{evil: true, handler: "\t\tunsafe_container_http"})
 	s.createReady(alice)
 	for _, rel := range []string{"vnc.html", "app/ui.js", "x"} {
-		resp, body := e2e.Do(t, "GET", s.caddy.URL+"/remote-desktop/vnc/7/"+rel, map[string]string{"Cookie": "session=" + s.cookie(alice)}, "")
+		resp, body := e2e.Do(t, "GET", s.Caddy.URL+"/remote-desktop/vnc/7/"+rel, map[string]string{"Cookie": "session=" + s.Cookie(alice)}, "")
 		if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(evilMarker)) {
 			t.Fatalf("%s: %d; want the container's page (opted in)", rel, resp.StatusCode)
 		}
@@ -220,10 +220,10 @@ func TestUnsafeContainerHTTPIsSandboxed(t *testing.T) {
 			t.Errorf("%s: CSP %q, want a sandbox without allow-same-origin", rel, csp)
 		}
 	}
-	if resp, _ := e2e.Do(t, "GET", s.caddy.URL+"/remote-desktop/vnc/7/websockify", map[string]string{"Cookie": "session=" + s.cookie(alice)}, ""); resp.StatusCode != http.StatusBadRequest {
+	if resp, _ := e2e.Do(t, "GET", s.Caddy.URL+"/remote-desktop/vnc/7/websockify", map[string]string{"Cookie": "session=" + s.Cookie(alice)}, ""); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("plain /websockify with unsafe_container_http: %d, want 400", resp.StatusCode)
 	}
-	if !strings.Contains(s.caddy.Logs(), "unsafe_container_http is ON") {
+	if !strings.Contains(s.Caddy.Logs(), "unsafe_container_http is ON") {
 		t.Error("no warning about unsafe_container_http in the log")
 	}
 }
@@ -232,12 +232,12 @@ func TestUnsafeContainerHTTPIsSandboxed(t *testing.T) {
 func TestImageWithoutNoVNCSaysSo(t *testing.T) {
 	s := newSystem(t, sysConfig{evil: true, handler: "\t\tnovnc_path /usr/share/no-novnc-here"})
 	s.createReady(alice)
-	resp, body := e2e.Do(t, "GET", s.caddy.URL+"/remote-desktop/vnc/7/vnc.html", map[string]string{"Cookie": "session=" + s.cookie(alice), "Accept": "text/html"}, "")
-	if resp.StatusCode != http.StatusBadGateway || !bytes.Contains(body, []byte("/usr/share/no-novnc-here")) || !bytes.Contains(body, []byte(s.tb.EvilImage)) {
+	resp, body := e2e.Do(t, "GET", s.Caddy.URL+"/remote-desktop/vnc/7/vnc.html", map[string]string{"Cookie": "session=" + s.Cookie(alice), "Accept": "text/html"}, "")
+	if resp.StatusCode != http.StatusBadGateway || !bytes.Contains(body, []byte("/usr/share/no-novnc-here")) || !bytes.Contains(body, []byte(s.Bed.EvilImage)) {
 		t.Fatalf("%d %s; want 502 naming the path and the image", resp.StatusCode, body)
 	}
 	// The websocket still works: only the page is missing.
-	code, ws := s.dialWS(alice, "/remote-desktop/vnc/7/websockify", s.caddy.URL)
+	code, ws := s.dialWS(alice, "/remote-desktop/vnc/7/websockify", s.Caddy.URL)
 	if code != http.StatusSwitchingProtocols {
 		t.Fatalf("websocket: %d", code)
 	}
@@ -258,7 +258,7 @@ func TestAuthCheckSpeaksNginx(t *testing.T) {
 	}{
 		{"owner", alice, map[string]string{"X-User-ID": "7"}, 200},
 		{"admin", e2e.AdminUserID, map[string]string{"X-User-ID": "7"}, 200},
-		{"owner, own origin websocket", alice, map[string]string{"X-User-ID": "7", "Upgrade": "websocket", "Origin": s.caddy.URL}, 200},
+		{"owner, own origin websocket", alice, map[string]string{"X-User-ID": "7", "Upgrade": "websocket", "Origin": s.Caddy.URL}, 200},
 		{"anonymous", 0, map[string]string{"X-User-ID": "7"}, 401},
 		{"another player", bob, map[string]string{"X-User-ID": "7"}, 403},
 		{"foreign origin", alice, map[string]string{"X-User-ID": "7", "Origin": "https://evil.example"}, 403},
@@ -276,21 +276,21 @@ func TestAuthCheckSpeaksNginx(t *testing.T) {
 			t.Errorf("%s: %d with X-VNC-Port %q", c.name, code, hdr.Get("X-VNC-Port"))
 		}
 	}
-	s.ctfd.SetMode(e2e.Down)
+	s.CTFd.SetMode(e2e.Down)
 	time.Sleep(1200 * time.Millisecond) // past cache_ttl
 	if code, _, _ := s.req(alice, "GET", path, "", map[string]string{"X-User-ID": "7"}); code != 403 {
 		t.Errorf("CTFd down: %d, want 403", code)
 	}
-	s.ctfd.SetMode(e2e.Normal)
+	s.CTFd.SetMode(e2e.Normal)
 }
 
 // The admin event stream ends when its viewer is no longer an admin.
 func TestEventStreamEndsWhenAdminIsDemoted(t *testing.T) {
 	s := newSystem(t, sysConfig{cacheTTL: "1s"})
 	ctfd2 := e2e.User{ID: 9, Name: "carol", Email: "carol@example.com", Admin: true}
-	s.ctfd.AddUser(ctfd2)
-	req, _ := http.NewRequest("GET", s.caddy.URL+"/remote-desktop/admin/api/events/stream", nil)
-	req.Header.Set("Cookie", "session="+s.cookie(9))
+	s.CTFd.AddUser(ctfd2)
+	req, _ := http.NewRequest("GET", s.Caddy.URL+"/remote-desktop/admin/api/events/stream", nil)
+	req.Header.Set("Cookie", "session="+s.Cookie(9))
 	resp, err := e2e.LoopbackClient(0).Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -309,7 +309,7 @@ func TestEventStreamEndsWhenAdminIsDemoted(t *testing.T) {
 		t.Fatalf("the stream ended while carol was an admin: %v", err)
 	case <-time.After(3 * time.Second):
 	}
-	s.ctfd.SetAdmin(9, false)
+	s.CTFd.SetAdmin(9, false)
 	start := time.Now()
 	select {
 	case <-ended:
