@@ -34,46 +34,12 @@ func (r *rig) benchWarm(t *testing.T) {
 	}
 }
 
-type warmPoolView struct {
-	Host                    string
-	Target, Ready, Starting int
-	Refills                 int64
-}
-
-func (a *api) warmPools(ctx context.Context) ([]warmPoolView, error) {
-	var out struct{ Warm []warmPoolView }
-	_, err := a.json(ctx, e2e.AdminUserID, http.MethodGet, "/remote-desktop/admin/api/hosts", "", &out)
-	return out.Warm, err
-}
-
-// waitWarmFull waits until every host's pool is at its target.
-func (a *api) waitWarmFull(ctx context.Context, hosts int) (time.Duration, error) {
-	t0 := time.Now()
-	for {
-		pools, err := a.warmPools(ctx)
-		if err != nil {
-			return 0, err
-		}
-		full := len(pools) == hosts
-		for _, p := range pools {
-			full = full && p.Target > 0 && p.Ready == p.Target && p.Starting == 0
-		}
-		if full {
-			return time.Since(t0), nil
-		}
-		select {
-		case <-ctx.Done():
-			return 0, fmt.Errorf("warm pools not full: %+v: %w", pools, ctx.Err())
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-}
-
 func (r *rig) warmHerd(t *testing.T, label string, perHost, firstUser int) {
 	instance := r.run + "-warm" + strconv.Itoa(firstUser)
-	cf := strings.ReplaceAll(r.caddyfile(caddyConf{image: r.tb.TinyImage}, instance),
+	sys := e2e.NewSystem(t, r.tb, r.ctfd, instance)
+	cf := strings.ReplaceAll(r.caddyfile(caddyConf{image: r.tb.TinyImage}, sys),
 		"\t\t\tmax_sessions -1\n", fmt.Sprintf("\t\t\tmax_sessions -1\n\t\t\twarm %d\n", perHost))
-	c := e2e.StartCaddy(t, e2e.CaddyOptions{Caddyfile: cf})
+	c := sys.Start(cf, "")
 	defer func() { // before the next herd: its hosts must be empty
 		if c.Running() {
 			_ = c.Stop()
@@ -96,12 +62,13 @@ func (r *rig) warmHerd(t *testing.T, label string, perHost, firstUser int) {
 			t.Fatal(err)
 		}
 	}
-	fctx, fcancel := context.WithTimeout(ctx, warmFillTimeout)
-	fill, err := a.waitWarmFull(fctx, len(r.tb.Hosts))
-	fcancel()
-	if err != nil {
-		t.Fatal(err)
+	var ips []string
+	for _, h := range r.tb.Hosts {
+		ips = append(ips, h.IP)
 	}
+	t0 := time.Now()
+	sys.WaitWarm(ips, perHost, perHost, 0, warmFillTimeout)
+	fill := time.Since(t0)
 	t.Logf("warm pools (%d per host) full %v after Caddy started", perHost, fill.Round(time.Second))
 
 	// Single warm claims, the same way as the herd's: the server's ready
@@ -126,11 +93,9 @@ func (r *rig) warmHerd(t *testing.T, label string, perHost, firstUser int) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := a.waitWarmFull(ctx, len(r.tb.Hosts)); err != nil {
-		t.Fatal(err)
-	}
+	sys.WaitWarm(ips, perHost, perHost, 0, warmFillTimeout)
 	single := Median(singles)
-	pools0, _ := a.warmPools(ctx)
+	pools0 := sys.WarmPools()
 
 	t0s := make([]time.Time, herdSize)
 	postErr := make([]error, herdSize)
@@ -176,14 +141,9 @@ func (r *rig) warmHerd(t *testing.T, label string, perHost, firstUser int) {
 		}
 	}
 	settled := time.Since(herdStart)
-	pools1, _ := a.warmPools(ctx)
 	var refills int64
-	for i := range pools1 {
-		for _, p := range pools0 {
-			if p.Host == pools1[i].Host {
-				refills += pools1[i].Refills - p.Refills
-			}
-		}
+	for host, p := range sys.WarmPools() {
+		refills += p.Refills - pools0[host].Refills
 	}
 
 	var ttr, warmTTR, warmSrv []time.Duration

@@ -12,47 +12,20 @@ import (
 	"github.com/ctf-desktops/caddy-remote-desktop/module/internal/testbed"
 )
 
-// warmPools reads the admin API's warm figures: host → [target ready starting].
-func (s *system) warmPools() map[string][3]int {
-	s.t.Helper()
-	var out struct {
-		Warm []struct {
-			Host                    string
-			Target, Ready, Starting int
-		}
+func hostIPs(s *system) []string {
+	var ips []string
+	for _, h := range s.Bed.Hosts {
+		ips = append(ips, h.IP)
 	}
-	s.adminGet("/remote-desktop/admin/api/hosts", &out)
-	m := map[string][3]int{}
-	for _, w := range out.Warm {
-		m[w.Host] = [3]int{w.Target, w.Ready, w.Starting}
-	}
-	return m
-}
-
-func (s *system) waitWarmFull(n int, within time.Duration) {
-	s.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		pools, full := s.warmPools(), true
-		for _, h := range s.tb.Hosts {
-			full = full && pools[h.IP] == [3]int{n, n, 0}
-		}
-		if full {
-			return
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("warm pools not full after %v: %v", within, pools)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	return ips
 }
 
 // allContainers lists this instance's containers on every host, sorted.
 func (s *system) allContainers() []string {
 	s.t.Helper()
 	var ids []string
-	for _, h := range s.tb.Hosts {
-		for id := range s.containerSessions(h) {
+	for _, h := range s.Bed.Hosts {
+		for id := range s.ContainerSessions(h) {
 			ids = append(ids, h.IP+"/"+id)
 		}
 	}
@@ -68,40 +41,39 @@ func (s *system) allContainers() []string {
 func TestWarmSIGKILLAdopts(t *testing.T) {
 	s := prepareSystem(t, sysConfig{policy: "keep", dataDir: t.TempDir()})
 	cf := strings.ReplaceAll(s.caddyfile(), "\t\t\tdocker_image "+s.cfg.image+"\n", "\t\t\tdocker_image "+s.cfg.image+"\n\t\t\twarm 2\n")
-	s.caddy = e2e.StartCaddy(t, e2e.CaddyOptions{Caddyfile: cf, DataDir: s.cfg.dataDir})
-	s.cleanupOnEnd()
-	s.waitAllHealthy(90 * time.Second) // the isolation proof takes up to ~50 s on a loaded bed
-	s.waitWarmFull(2, 90*time.Second)
+	s.Start(cf, s.cfg.dataDir)
+	s.WaitHostsHealthy(90 * time.Second) // the isolation proof takes up to ~50 s on a loaded bed
+	s.WaitWarm(hostIPs(s), 2, 2, 0, 90*time.Second)
 
-	u := s.newUser()
-	s.create(u)
-	if st := s.status(u); st["state"] != "ready" {
+	u := s.NewUser()
+	s.Create(u)
+	if st := s.Status(u); st["state"] != "ready" {
 		t.Fatalf("a create with warm desktops ready: %v", st)
 	}
-	s.waitWarmFull(2, 60*time.Second)
+	s.WaitWarm(hostIPs(s), 2, 2, 0, 60*time.Second)
 	before := s.allContainers()
 	if len(before) != 7 {
 		t.Fatalf("%d containers, want 6 warm + 1 session: %v", len(before), before)
 	}
-	session := s.snap(u)
+	session := s.Snap(u, 10*time.Second)
 
-	s.caddy.Kill()
-	h1 := s.tb.Hosts[0]
-	stray := "h13warm-stray-" + s.instance
+	s.Caddy.Kill()
+	h1 := s.Bed.Hosts[0]
+	stray := "h13warm-stray-" + s.Instance
 	testbed.Exec(t, h1, "docker", "run", "-d", "--name", stray,
-		"--label", "io.ctf-remote-desktop.managed=true", "--label", labelInstance+"="+s.instance,
-		"--label", "io.ctf-remote-desktop.warm=true", "--label", labelSession+"=stray", s.cfg.image)
+		"--label", "io.ctf-remote-desktop.managed=true", "--label", e2e.LabelInstance+"="+s.Instance,
+		"--label", "io.ctf-remote-desktop.warm=true", "--label", e2e.LabelSession+"=stray", s.cfg.image)
 	t.Cleanup(func() { _, _ = testbed.TryExec(h1, "docker", "rm", "-f", stray) })
 	mark := time.Now()
-	s.caddy.Restart()
-	s.waitAllHealthy(90 * time.Second) // the isolation proof takes up to ~50 s on a loaded bed
-	s.waitWarmFull(2, 60*time.Second)
+	s.Caddy.Restart()
+	s.WaitHostsHealthy(90 * time.Second) // the isolation proof takes up to ~50 s on a loaded bed
+	s.WaitWarm(hostIPs(s), 2, 2, 0, 60*time.Second)
 	t.Logf("warm pools full again %v after the restart", time.Since(mark).Round(time.Millisecond))
-	if got := s.snap(u); got != session {
+	if got := s.Snap(u, 10*time.Second); got != session {
 		t.Errorf("session after the restart: %+v, before: %+v", got, session)
 	}
-	if a := s.desktop(u); a.code != http.StatusOK {
-		t.Errorf("desktop unreachable after the restart: %d %v", a.code, a.err)
+	if a := s.desktop(u); a.Code != http.StatusOK {
+		t.Errorf("desktop unreachable after the restart: %d %v", a.Code, a.Err)
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(250 * time.Millisecond) {
 		if out, _ := testbed.TryExec(h1, "docker", "ps", "-aq", "--filter", "name="+stray); strings.TrimSpace(out) == "" {
@@ -115,10 +87,10 @@ func TestWarmSIGKILLAdopts(t *testing.T) {
 	if after := s.allContainers(); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("containers after the restart:\n%v\nbefore:\n%v", after, before)
 	}
-	if evs := s.eventsSince(0, "orphan_removed", ""); len(evs) > 0 {
+	if evs := s.EventsSince(0, "orphan_removed", ""); len(evs) > 0 {
 		t.Errorf("orphans removed after the restart: %+v", evs)
 	}
-	if n := len(s.eventsSince(0, "warm_removed", "")); n != 1 {
+	if n := len(s.EventsSince(0, "warm_removed", "")); n != 1 {
 		t.Errorf("%d warm_removed events, want 1 (the unrecorded one)", n)
 	}
 }
