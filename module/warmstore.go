@@ -8,8 +8,6 @@ import (
 	"io/fs"
 	"path"
 
-	"go.uber.org/zap"
-
 	"github.com/ctf-desktops/caddy-remote-desktop/module/session"
 )
 
@@ -40,35 +38,7 @@ func (s storageStore) DeleteWarm(ctx context.Context, id string) error {
 }
 
 func (s storageStore) LoadWarm(ctx context.Context) ([]session.WarmDesk, error) {
-	keys, err := s.storage.List(ctx, warmPrefix, false)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", warmPrefix, err)
-	}
-	out := make([]session.WarmDesk, 0, len(keys))
-	for _, k := range keys {
-		if path.Ext(k) != ".json" {
-			continue
-		}
-		data, err := s.storage.Load(ctx, k)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("load %s: %w", k, err)
-		}
-		var d session.WarmDesk
-		if err := json.Unmarshal(data, &d); err != nil {
-			// Without its record, its container is removed at the host's
-			// listing: never guessed at.
-			s.logger.Error("skipping unreadable warm desktop record", zap.String("key", k), zap.Error(err))
-			continue
-		}
-		out = append(out, d)
-	}
-	return out, nil
+	return loadRecords[session.WarmDesk](ctx, s, warmPrefix, "warm desktop")
 }
 
 var _ session.WarmStore = storageStore{}
