@@ -87,10 +87,16 @@ func TestWarmSIGKILLAdopts(t *testing.T) {
 	if after := s.allContainers(); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("containers after the restart:\n%v\nbefore:\n%v", after, before)
 	}
-	if evs := s.EventsSince(0, "orphan_removed", ""); len(evs) > 0 {
-		t.Errorf("orphans removed after the restart: %+v", evs)
+	// The unrecorded container goes by the pool's listing (warm_removed) or,
+	// if a reaper pass on the host came first, as an orphan: nothing else.
+	strayGone := len(s.EventsSince(0, "warm_removed", ""))
+	for _, e := range s.EventsSince(0, "orphan_removed", "") {
+		if !strings.Contains(e.Message, stray) {
+			t.Errorf("an adopted container was removed as an orphan: %+v", e)
+		}
+		strayGone++
 	}
-	if n := len(s.EventsSince(0, "warm_removed", "")); n != 1 {
-		t.Errorf("%d warm_removed events, want 1 (the unrecorded one)", n)
+	if strayGone != 1 {
+		t.Errorf("%d warm_removed and orphan_removed events, want 1 (the unrecorded container)", strayGone)
 	}
 }
