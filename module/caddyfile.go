@@ -50,6 +50,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	            bind_address <ip>
 //	            docker_socket <path>     # default /var/run/docker.sock
 //	            docker_concurrency <n>       # Docker starts (and removals) in flight; default 8; -1: no limit
+//	            warm         <n>             # warm pool size; default 0 (off)
 //	        }
 //	        memory_limit       <size>        # container_defaults
 //	        shm_size           <size>
@@ -223,6 +224,8 @@ func (a *App) unmarshalHost(d *caddyfile.Dispenser) error {
 					err = d.Errf("docker_concurrency: %q is not a whole number, or -1 for no limit", v)
 				}
 			}
+		case "warm":
+			err = intArg(d, &h.Warm)
 		default:
 			return d.Errf("unrecognized host option '%s'", key)
 		}

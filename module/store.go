@@ -47,14 +47,22 @@ func (s storageStore) Delete(ctx context.Context, user string) error {
 }
 
 func (s storageStore) LoadAll(ctx context.Context) ([]session.Session, error) {
-	keys, err := s.storage.List(ctx, sessionsPrefix, false)
+	return loadRecords[session.Session](ctx, s, sessionsPrefix, "session")
+}
+
+// loadRecords reads every JSON record under prefix. One damaged record
+// must not keep every other from loading; it is left in place for an
+// operator to look at (for a warm desktop: its container is then removed,
+// not guessed at).
+func loadRecords[T any](ctx context.Context, s storageStore, prefix, what string) ([]T, error) {
+	keys, err := s.storage.List(ctx, prefix, false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", sessionsPrefix, err)
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
 	}
-	out := make([]session.Session, 0, len(keys))
+	out := make([]T, 0, len(keys))
 	for _, k := range keys {
 		if path.Ext(k) != ".json" {
 			continue
@@ -66,11 +74,9 @@ func (s storageStore) LoadAll(ctx context.Context) ([]session.Session, error) {
 		if err != nil {
 			return nil, fmt.Errorf("load %s: %w", k, err)
 		}
-		var rec session.Session
+		var rec T
 		if err := json.Unmarshal(data, &rec); err != nil {
-			// One damaged record must not keep every other session from
-			// loading; it is left in place for an operator to look at.
-			s.logger.Error("skipping unreadable session record", zap.String("key", k), zap.Error(err))
+			s.logger.Error("skipping unreadable "+what+" record", zap.String("key", k), zap.Error(err))
 			continue
 		}
 		out = append(out, rec)

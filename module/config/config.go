@@ -102,6 +102,14 @@ type Host struct {
 	// host, 16 starts at once took 184 s one at a time, 44 s four at a
 	// time, 31 s at 8 and 28 s at 16: past 8, more at once adds little).
 	DockerConcurrency int `yaml:"docker_concurrency" json:"docker_concurrency,omitempty"`
+
+	// Beyond the seed: how many desktops to keep on this host created,
+	// started and answering, owned by nobody, so that a create claims one
+	// and is ready at once (the warm pool). They count toward max_sessions,
+	// are refilled in the background a few at a time, and are replaced
+	// when the image or the container limits change. 0 turns the pool off.
+	// Default: 0.
+	Warm int `yaml:"warm" json:"warm,omitempty"`
 }
 
 // ContainerDefaults are the limits every session container gets.
@@ -267,6 +275,12 @@ func (f *File) Validate() error {
 		}
 		if h.DockerConcurrency < -1 {
 			return fieldErr(p+".docker_concurrency", "must be -1 (no limit) or more, got %d", h.DockerConcurrency)
+		}
+		if h.Warm < 0 {
+			return fieldErr(p+".warm", "must not be negative, got %d", h.Warm)
+		}
+		if h.MaxSessions > 0 && h.Warm > h.MaxSessions {
+			return fieldErr(p+".warm", "%d warm desktops do not fit in max_sessions %d", h.Warm, h.MaxSessions)
 		}
 		if strings.ContainsAny(h.DockerImage, " \t") {
 			return fieldErr(p+".docker_image", "%q is not an image reference", h.DockerImage)

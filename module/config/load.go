@@ -181,7 +181,7 @@ func (d *decoder) hosts(n *yaml.Node, path string, out *[]Host) error {
 		p := fmt.Sprintf("%s[%d]", path, i)
 		d.lines[p] = item.Line
 		var h Host
-		err := d.mapping(item, p, []string{"hostname", "user", "pub_hostname", "docker_image", "port", "max_sessions", "bind_address", "docker_socket", "docker_concurrency"},
+		err := d.mapping(item, p, []string{"hostname", "user", "pub_hostname", "docker_image", "port", "max_sessions", "bind_address", "docker_socket", "docker_concurrency", "warm"},
 			func(key string, v *yaml.Node, p string) error {
 				switch key {
 				case "hostname":
@@ -200,6 +200,8 @@ func (d *decoder) hosts(n *yaml.Node, path string, out *[]Host) error {
 					return d.str(v, p, &h.DockerSocket)
 				case "docker_concurrency":
 					return d.int(v, p, &h.DockerConcurrency)
+				case "warm":
+					return d.int(v, p, &h.Warm)
 				default:
 					return d.str(v, p, &h.BindAddress)
 				}

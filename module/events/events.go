@@ -33,12 +33,18 @@ const (
 	HostUndrained       = "host_undrained"
 	OrphanRemoved       = "orphan_removed"
 	SessionTimerStarted = "session_timer_started"
+	// The warm pool: a host's last ready warm desktop was claimed (once per
+	// emptying), and warm desktops were replaced (image or limits changed)
+	// or removed (host drained or unhealthy, pool shrunk, no record).
+	WarmPoolEmpty = "warm_pool_empty"
+	WarmReplaced  = "warm_replaced"
+	WarmRemoved   = "warm_removed"
 )
 
 // Types is every event type.
 var Types = []string{SessionQueued, SessionCreated, SessionReady, SessionTimerStarted, SessionExtended,
 	SessionExpired, SessionDestroyed, SessionAdopted, SessionViewed, CreationFailed, HostUnhealthy,
-	HostRecovered, HostCheck, HostDrained, HostUndrained, OrphanRemoved}
+	HostRecovered, HostCheck, HostDrained, HostUndrained, OrphanRemoved, WarmPoolEmpty, WarmReplaced, WarmRemoved}
 
 func init() { metrics.EventTypes(Types...) }
 

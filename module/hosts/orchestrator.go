@@ -213,6 +213,24 @@ func (o *Orchestrator) Acquire(exclude map[string]bool) (*Host, error) {
 	return h, nil
 }
 
+// AcquireOn counts a slot on the named host if it is healthy, undrained
+// and has room (the warm pool fills a chosen host this way).
+func (o *Orchestrator) AcquireOn(name string) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	h := o.getLocked(name)
+	switch {
+	case h == nil:
+		return fmt.Errorf("%w: %s", ErrUnknownHost, name)
+	case h.health != Healthy || h.drained:
+		return ErrNoHealthyHost
+	case h.Config().MaxSessions > 0 && h.active >= h.Config().MaxSessions:
+		return ErrAtCapacity
+	}
+	h.active++
+	return nil
+}
+
 // Adopt counts a session found running on a host (after a restart),
 // whatever its health or capacity.
 func (o *Orchestrator) Adopt(name string) {

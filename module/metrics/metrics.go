@@ -88,6 +88,11 @@ var (
 		Help: "Bytes carried by desktop websockets, by direction (to_desktop, from_desktop).",
 	}, []string{"direction"})
 
+	placementsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "warm_claims_total",
+		Help: "Sessions placed on a host, by how (warm: a warm desktop claimed; cold: a container started for it).",
+	}, []string{"outcome"})
+
 	sseClients = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "sse_clients",
 		Help: "Admin event streams (SSE) open.",
@@ -96,7 +101,7 @@ var (
 
 var collectors = []prometheus.Collector{
 	eventsTotal, creationsTotal, stageSeconds, readySeconds, queueWaitSeconds,
-	sshOpSeconds, identityTotal, streamsOpen, streamBytes, sseClients,
+	sshOpSeconds, identityTotal, streamsOpen, streamBytes, sseClients, placementsTotal,
 }
 
 func init() {
@@ -112,6 +117,8 @@ func init() {
 		identityTotal.WithLabelValues(r, "hit")
 		identityTotal.WithLabelValues(r, "miss")
 	}
+	placementsTotal.WithLabelValues(PlacedWarm)
+	placementsTotal.WithLabelValues(PlacedCold)
 	streamBytes.WithLabelValues("to_desktop")
 	streamBytes.WithLabelValues("from_desktop")
 }
@@ -141,6 +148,15 @@ func EventTypes(types ...string) {
 
 // Event counts one event of the log.
 func Event(typ string) { eventsTotal.WithLabelValues(typ).Inc() }
+
+// How a session was placed (Placed).
+const (
+	PlacedWarm = "warm"
+	PlacedCold = "cold"
+)
+
+// Placed counts a session placed on a host, warm or cold.
+func Placed(outcome string) { placementsTotal.WithLabelValues(outcome).Inc() }
 
 // CreationEnded counts a creation's outcome.
 func CreationEnded(outcome string) { creationsTotal.WithLabelValues(outcome).Inc() }

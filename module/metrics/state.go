@@ -14,6 +14,7 @@ type Figures struct {
 	Sessions []SessionCount `json:"sessions"` // live (not ended) sessions by state and host
 	Hosts    []HostFigure   `json:"hosts"`
 	SSH      []SSHFigure    `json:"ssh,omitempty"`
+	Warm     []WarmFigure   `json:"warm,omitempty"` // the warm pool of each host
 	// How long the oldest queued session has waited so far (0: none
 	// queued): a stuck queue shows here before any session leaves it.
 	QueueOldest time.Duration `json:"-"`
@@ -34,6 +35,15 @@ type HostFigure struct {
 	Drained     bool   `json:"drained"`
 	Active      int    `json:"active"`       // sessions holding a slot on it
 	MaxSessions int    `json:"max_sessions"` // 0: no limit
+}
+
+// WarmFigure is one host's warm pool.
+type WarmFigure struct {
+	Host     string `json:"host"`
+	Target   int    `json:"target"`   // warm: N of the host (0 while drained or unhealthy)
+	Ready    int    `json:"ready"`    // claimable now
+	Starting int    `json:"starting"` // refills in flight
+	Refills  int64  `json:"refills"`  // warm desktops made ready since start
 }
 
 // SSHFigure is one host's SSH pool. Its connections are shared: Busy
@@ -131,6 +141,12 @@ var (
 		"Sessions holding a slot on the host (its load).", []string{"host"}, nil)
 	descCapacity = prometheus.NewDesc(namespace+"_host_capacity_sessions",
 		"The host's max_sessions; 0 means no limit.", []string{"host"}, nil)
+	descWarm = prometheus.NewDesc(namespace+"_warm_desktops",
+		"Warm desktops on the host, by state (ready, starting).", []string{"host", "state"}, nil)
+	descWarmTarget = prometheus.NewDesc(namespace+"_warm_target",
+		"Warm desktops the host's pool aims for (0 while drained or unhealthy).", []string{"host"}, nil)
+	descWarmRefills = prometheus.NewDesc(namespace+"_warm_refills_total",
+		"Warm desktops made ready on the host since start.", []string{"host"}, nil)
 	descSSHOpen = prometheus.NewDesc(namespace+"_ssh_connections",
 		"SSH connections open to the host, by state (idle; in_use: carrying at least one operation).", []string{"host", "state"}, nil)
 	descSSHChannels = prometheus.NewDesc(namespace+"_ssh_operations_in_flight",
@@ -150,7 +166,7 @@ type stateCollector struct {
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSessions, descQueue, descQueueOldest, descHealthy, descHealth, descDrained,
-		descLoad, descCapacity, descSSHOpen, descSSHChannels, descSSHWaiting, descSSHDials, descSSHDialFailures} {
+		descLoad, descCapacity, descWarm, descWarmTarget, descWarmRefills, descSSHOpen, descSSHChannels, descSSHWaiting, descSSHDials, descSSHDialFailures} {
 		ch <- d
 	}
 }
@@ -193,6 +209,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descDrained, b2f(h.Drained), h.Name)
 		gauge(descLoad, float64(h.Active), h.Name)
 		gauge(descCapacity, float64(h.MaxSessions), h.Name)
+	}
+	for _, w := range f.Warm {
+		gauge(descWarm, float64(w.Ready), w.Host, "ready")
+		gauge(descWarm, float64(w.Starting), w.Host, "starting")
+		gauge(descWarmTarget, float64(w.Target), w.Host)
+		counter(descWarmRefills, float64(w.Refills), w.Host)
 	}
 	for _, s := range f.SSH {
 		gauge(descSSHOpen, float64(s.Open-s.Busy), s.Host, "idle")

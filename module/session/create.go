@@ -42,6 +42,9 @@ func (m *Manager) drainQueue() {
 			m.setBlocked(false)
 			return
 		}
+		if m.claimForHead(head) {
+			continue
+		}
 		h, err := m.hosts.Acquire(nil)
 		if errors.Is(err, hosts.ErrAtCapacity) || (errors.Is(err, hosts.ErrNoHealthyHost) && m.hosts.AnyUnchecked()) {
 			m.setBlocked(true)
@@ -72,6 +75,7 @@ func (m *Manager) drainQueue() {
 		// (startOn), and scheduling is entered once that is ours.
 		head.Host, head.PubHostname = h.Name(), h.Config().PubHostname
 		m.mu.Unlock()
+		metrics.Placed(metrics.PlacedCold)
 		// The host's line for a Docker start is joined here, so that it
 		// keeps the queue's order.
 		tk := m.work.enqueue(h.Name(), startLane, h.Config().DockerConcurrency, head)

@@ -85,6 +85,7 @@ func (m *Manager) end(ctx context.Context, s *Session, st State, reason string) 
 	opts := m.opts
 	if snap.ContainerID != "" {
 		m.removing[snap.ID] = true // still ours: the reaper must not call it an orphan
+		m.removing[snap.ContainerID] = true
 	}
 	m.mu.Unlock()
 
@@ -105,6 +106,7 @@ func (m *Manager) end(ctx context.Context, s *Session, st State, reason string) 
 			}
 			m.mu.Lock()
 			delete(m.removing, snap.ID)
+			delete(m.removing, snap.ContainerID)
 			m.mu.Unlock()
 		}
 		m.releaseSlot(s)
@@ -153,6 +155,9 @@ func (m *Manager) Start() error {
 		return fmt.Errorf("load session records: %w", err)
 	}
 	adopted := m.restore(records)
+	if err := m.warm.Start(); err != nil {
+		return err
+	}
 	close(m.loaded)
 
 	m.spawn("dispatcher", m.dispatch)
@@ -188,6 +193,7 @@ func (m *Manager) Stop(ctx context.Context, destroy bool) {
 			m.logger.Error("shutdown: not every session was destroyed in time")
 		}
 	}
+	m.warm.Stop(ctx, destroy)
 	m.cancel()
 	m.stopMu.Lock()
 	m.stopping = true

@@ -80,6 +80,7 @@ type Manager struct {
 	rt     RuntimeFunc // each host's containers
 	prober Prober      // readiness polls
 	work   *work       // Docker work in flight per host
+	warm   *WarmPool   // warm desktops to claim (warm: N on hosts)
 
 	ctx      context.Context // the manager's lifetime; creations run under it
 	cancel   context.CancelFunc
@@ -108,7 +109,7 @@ func New(h *hosts.Orchestrator, ev *events.Log, store Store, opts Options, seams
 	opts.setDefaults()
 	seams.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{
+	m := &Manager{
 		hosts: h, events: ev, store: store, logger: logger,
 		clock: seams.Clock, rt: seams.Runtime, prober: seams.Prober, work: newWork(),
 		ctx: ctx, cancel: cancel,
@@ -116,6 +117,8 @@ func New(h *hosts.Orchestrator, ev *events.Log, store Store, opts Options, seams
 		loaded: make(chan struct{}),
 		opts:   opts, sessions: map[string]*Session{}, ended: map[string]*Session{}, removing: map[string]bool{},
 	}
+	m.warm = m.newWarmPool(store)
+	return m
 }
 
 // SetOptions applies new settings (config reload). Running sessions keep
@@ -125,6 +128,7 @@ func (m *Manager) SetOptions(opts Options) {
 	m.mu.Lock()
 	m.opts = opts
 	m.mu.Unlock()
+	m.warm.SetOptions(opts)
 }
 
 func (m *Manager) options() Options {
@@ -202,6 +206,9 @@ func (m *Manager) persist(ctx context.Context, s *Session) error {
 func (m *Manager) Create(userID, userName string) (s Session, created bool, err error) {
 	if m.ctx.Err() != nil {
 		return Session{}, false, ErrStopped
+	}
+	if snap, ok := m.createWarm(userID, userName); ok {
+		return snap, true, nil
 	}
 	now := m.now()
 	m.mu.Lock()

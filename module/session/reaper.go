@@ -167,9 +167,18 @@ func (m *Manager) reapHost(ctx context.Context, h *hosts.Host, byID map[string]*
 	}
 	seen := map[string]bool{}
 	for _, c := range list {
-		s := byID[c.Labels[LabelSession]]
+		if m.warm.Owns(h.Name(), c.ID, c.Labels) {
+			continue // a warm desktop, nobody's yet
+		}
+		key := c.Labels[LabelSession]
+		s := byID[key]
+		if s == nil { // a claimed warm desktop carries its warm id
+			if s = m.ownerOf(c.ID); s != nil {
+				key = s.ID
+			}
+		}
 		m.mu.RLock()
-		if m.removing[c.Labels[LabelSession]] { // its session just ended; removal under way
+		if m.removing[key] || m.removing[c.ID] { // its session just ended; removal under way
 			m.mu.RUnlock()
 			continue
 		}
@@ -180,7 +189,7 @@ func (m *Manager) reapHost(ctx context.Context, h *hosts.Host, byID map[string]*
 		}
 		m.mu.RUnlock()
 		if owned {
-			seen[c.Labels[LabelSession]] = true
+			seen[key] = true
 			if !c.Running && state == Ready {
 				m.end(ctx, s, Destroyed, "its container exited ("+c.State+")")
 			}
@@ -196,6 +205,11 @@ func (m *Manager) reapHost(ctx context.Context, h *hosts.Host, byID map[string]*
 		}
 		if now.Sub(created) < grace {
 			continue // perhaps a creation in flight elsewhere; look again next pass
+		}
+		// Claimed since the list was made: the pool first, then the
+		// sessions (a claim leaves the pool only once its session has it).
+		if m.warm.Owns(h.Name(), c.ID, c.Labels) || m.ownsContainer(c.ID) {
+			continue
 		}
 		m.removeContainer(h, c.ID, opts)
 		m.events.Emit(events.Event{Type: events.OrphanRemoved, Level: "warn", Host: h.Name(), User: c.Labels[LabelUser],

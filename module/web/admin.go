@@ -70,7 +70,7 @@ func (s *Server) adminExtend(w http.ResponseWriter, r *http.Request, u identity.
 }
 
 func (s *Server) adminHosts(w http.ResponseWriter, r *http.Request, u identity.User) error {
-	return writeJSON(w, http.StatusOK, map[string]any{"hosts": s.Hosts.Status(), "summary": s.summary()})
+	return writeJSON(w, http.StatusOK, map[string]any{"hosts": s.Hosts.Status(), "warm": s.Sessions.WarmStatus(), "summary": s.summary()})
 }
 
 type hostBody struct {

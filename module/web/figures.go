@@ -28,6 +28,7 @@ func Figures(sessions *session.Manager, orch *hosts.Orchestrator) metrics.Figure
 		f.Hosts = append(f.Hosts, metrics.HostFigure{Name: h.Name, Health: string(h.Health),
 			Drained: h.Drained, Active: h.Active, MaxSessions: h.MaxSessions})
 	}
+	f.Warm = sessions.WarmStatus()
 	for _, h := range orch.Hosts() {
 		e, ok := h.Engine.(*hosts.SSHEngine)
 		if !ok {

@@ -98,6 +98,7 @@ func TestBench(t *testing.T) {
 		{"ssh", []int{secSSH}, r.benchSSH},
 		{"time-to-desktop", []int{secDesktop}, r.benchTimeToDesktop},
 		{"proxy-and-herd", []int{secProxy, secWSThroughput, secHerd}, r.benchTiny},
+		{"warm", []int{secHerd}, r.benchWarm},
 		{"footprint", []int{secFootprint}, r.benchFootprint},
 		{"abuse", []int{secAbuse}, r.benchAbuse},
 	}

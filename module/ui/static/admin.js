@@ -15,7 +15,7 @@
   ];
   // Events after which a table is stale.
   var REFRESH_SESSIONS = /^(session_|creation_failed)/;
-  var REFRESH_HOSTS = /^(host_|orphan_removed|creation_failed|session_(created|ready|destroyed|expired|adopted))/;
+  var REFRESH_HOSTS = /^(host_|warm_|orphan_removed|creation_failed|session_(created|ready|destroyed|expired|adopted))/;
   var TERMINAL = { failed: true, destroyed: true, expired: true };
   var STATE_BADGE = {
     ready: 'badge-success', queued: 'badge-secondary', scheduling: 'badge-info', starting: 'badge-info',
@@ -248,7 +248,7 @@
       el('td', null, el('span', { 'data-testid': 'host-health' }), el('span', { className: 'cell-sub', 'data-testid': 'host-since' }), el('span', { className: 'cell-reason', 'data-testid': 'host-reason' })),
       el('td', null, el('span', { className: 'checks', 'data-testid': 'host-checks' })),
       el('td', { className: 'num', 'data-testid': 'host-sessions' }),
-      el('td', null, el('span', { 'data-testid': 'host-drained' })),
+      el('td', null, el('span', { 'data-testid': 'host-drained' }), el('span', { className: 'cell-sub', 'data-testid': 'host-warm' })),
       el('td', { className: 'num', 'data-testid': 'host-last-check' }),
       el('td', { className: 'cell-actions' }, drain, check)
     );
@@ -285,6 +285,10 @@
     var dr = part(row, 'host-drained');
     if (h.drained) setBadge(dr, 'badge-warning', 'drained');
     else setBadge(dr, 'badge-primary', 'accepting');
+    // The warm pool (warm: N): desktops ready to claim, refills in flight.
+    var w = h._warm;
+    setText(part(row, 'host-warm'), w && (w.target || w.ready || w.starting || w.refills) ? 'warm ' + w.ready + ' / ' + w.target + ' ready' +
+      (w.starting ? ', ' + w.starting + ' starting' : '') + ', ' + w.refills + ' refilled' : '');
     var drain = part(row, 'drain-button');
     setText(drain, h.drained ? 'Undrain' : 'Drain');
     drain.setAttribute('aria-label', (h.drained ? 'Undrain ' : 'Drain ') + h.name);
@@ -310,6 +314,8 @@
   async function fetchHosts() {
     try {
       var d = await RD.api('GET', '/admin/api/hosts');
+      var warm = new Map((d.warm || []).map(function (w) { return [String(w.host), w]; }));
+      (d.hosts || []).forEach(function (h) { h._warm = warm.get(String(h.name)); });
       var list = (d.hosts || []).slice().sort(function (a, b) { return String(a.name).localeCompare(String(b.name)); });
       keyedRows($('hosts-body'), hostRows, list, function (h) { return String(h.name); },
         makeHostRow, updateHostRow, 'No hosts configured.', 7);
