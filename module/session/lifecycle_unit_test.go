@@ -120,7 +120,7 @@ func TestUnitDestroyInEachStage(t *testing.T) {
 		},
 		"starting": func(u *unit) *gate {
 			g := newGate("run")
-			u.host("h1").Hook = g.hook
+			u.host("h1").SetHook(g.hook)
 			u.create("u1")
 			u.until("the run in flight", func() bool { _, held, _, _ := session.LaneStats(u.m, "h1"); return held == 1 })
 			return g
@@ -212,7 +212,7 @@ func TestUnitMaxAttempts(t *testing.T) {
 		return nil
 	}
 	for _, h := range []string{"h1", "h2", "h3"} {
-		u.host(h).Hook = boom
+		u.host(h).SetHook(boom)
 	}
 	u.create("u1")
 	v := u.waitState("u1", session.Failed)
@@ -236,12 +236,12 @@ func TestUnitMaxAttempts(t *testing.T) {
 // there was no other host.
 func TestUnitNoOtherHost(t *testing.T) {
 	u := newUnit(t, unitConfig{})
-	u.host("h1").Hook = func(_ context.Context, method string) error {
+	u.host("h1").SetHook(func(_ context.Context, method string) error {
 		if method == "run" {
 			return errors.New("no space left on device")
 		}
 		return nil
-	}
+	})
 	u.create("u1")
 	if v := u.waitState("u1", session.Failed); !strings.Contains(v.Error, "no other host to try") {
 		t.Fatalf("error %q", v.Error)

@@ -59,7 +59,7 @@ func TestUnitQueueAtCapacity(t *testing.T) {
 func TestUnitDockerConcurrencyBounded(t *testing.T) {
 	u := newUnit(t, unitConfig{concurrency: 2})
 	g := newGate("run")
-	u.host("h1").Hook = g.hook
+	u.host("h1").SetHook(g.hook)
 	for i := range 6 {
 		u.create(fmt.Sprint("u", i))
 	}
@@ -110,7 +110,7 @@ func TestUnitTimeoutStartsWithTheSlot(t *testing.T) {
 	var mu sync.Mutex
 	calls := 0
 	second := newGate("run")
-	u.host("h1").Hook = func(ctx context.Context, method string) error {
+	u.host("h1").SetHook(func(ctx context.Context, method string) error {
 		if method != "run" {
 			return nil
 		}
@@ -122,7 +122,7 @@ func TestUnitTimeoutStartsWithTheSlot(t *testing.T) {
 			return first.hook(ctx, method)
 		}
 		return second.hook(ctx, method)
-	}
+	})
 	u.create("u1")
 	u.create("u2")
 	u.until("u2 in line", func() bool { return u.view("u2").QueuePosition == 1 })
@@ -152,7 +152,7 @@ func TestUnitRemovalsNotStarvedByCreates(t *testing.T) {
 	u.ready("u0")
 	g := newGate("run")
 	defer g.release()
-	u.host("h1").Hook = g.hook
+	u.host("h1").SetHook(g.hook)
 	for i := 1; i <= 5; i++ {
 		u.create(fmt.Sprint("u", i))
 	}
@@ -177,7 +177,7 @@ func TestUnitLaneAdaptsToStartLatency(t *testing.T) {
 	u := newUnit(t, unitConfig{concurrency: 4})
 	slow := true
 	var mu sync.Mutex
-	u.host("h1").Hook = func(ctx context.Context, method string) error {
+	u.host("h1").SetHook(func(ctx context.Context, method string) error {
 		mu.Lock()
 		s := slow
 		mu.Unlock()
@@ -186,7 +186,7 @@ func TestUnitLaneAdaptsToStartLatency(t *testing.T) {
 			time.Sleep(2 * time.Millisecond)
 		}
 		return nil
-	}
+	})
 	u.ready("u1")
 	if limit, _, _, _ := session.LaneStats(u.m, "h1"); limit != 2 {
 		t.Fatalf("after a slow start the limit is %d, want 2", limit)
@@ -221,8 +221,8 @@ func TestUnitInspectFailuresTolerated(t *testing.T) {
 		}
 		return nil
 	}
-	u.host("h1").Hook = busy
-	u.host("h2").Hook = busy
+	u.host("h1").SetHook(busy)
+	u.host("h2").SetHook(busy)
 	u.create("u1")
 	v := u.waitState("u1", session.WaitingForDesktop)
 	u.advanceUntil("three checks", 500*time.Millisecond, func() bool { return u.host(v.Host).Calls("inspect") >= 3 })

@@ -76,7 +76,7 @@ func TestUnitReaperSkipsRemovingAndUnhealthy(t *testing.T) {
 	rt := u.host("h1")
 	u.ready("u1")
 	g := newGate("remove")
-	rt.Hook = g.hook
+	rt.SetHook(g.hook)
 	if err := u.m.Destroy(context.Background(), "u1", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -98,12 +98,12 @@ func TestUnitReaperSkipsRemovingAndUnhealthy(t *testing.T) {
 	}
 	// A host whose listing fails costs nothing.
 	u.hosts.MarkHealthy("h1")
-	rt.Hook = func(_ context.Context, m string) error {
+	rt.SetHook(func(_ context.Context, m string) error {
 		if m == "list" {
 			return errors.New("daemon busy")
 		}
 		return nil
-	}
+	})
 	u.m.Reap(context.Background())
 	if got := rt.Containers(); len(got) != 1 {
 		t.Fatalf("a failed listing removed something: %+v", got)

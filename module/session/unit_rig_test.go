@@ -37,6 +37,7 @@ type unitConfig struct {
 	hosts       int // default 1
 	maxSessions int
 	concurrency int // docker_concurrency
+	warm        int // warm desktops per host
 	opts        session.Options
 	records     []session.Session // stored before Start
 	notReady    bool              // desktops do not answer until told
@@ -60,7 +61,7 @@ func newUnit(t *testing.T, uc unitConfig) *unit {
 	for i := 1; i <= uc.hosts; i++ {
 		ip := fmt.Sprintf("192.0.2.%d", i)
 		list = append(list, hosts.NewHost(config.Host{Hostname: fmt.Sprintf("h%d", i), PubHostname: ip, BindAddress: ip,
-			DockerImage: "rd-tiny", MaxSessions: uc.maxSessions, DockerConcurrency: uc.concurrency},
+			DockerImage: "rd-tiny", MaxSessions: uc.maxSessions, DockerConcurrency: uc.concurrency, Warm: uc.warm},
 			&hosts.LocalEngine{Socket: "/nonexistent/docker.sock"}, ""))
 	}
 	u.hosts.SetHosts(list)

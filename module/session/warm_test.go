@@ -211,12 +211,12 @@ func (r *warmRig) full(hosts ...string) func() bool {
 func TestWarmFillAndClaim(t *testing.T) {
 	r := newWarmRig(t, 2, 2)
 	var hold atomic.Bool // refills on h2 wait while set
-	r.cluster.Host("h2").Hook = func(ctx context.Context, method string) error {
+	r.cluster.Host("h2").SetHook(func(ctx context.Context, method string) error {
 		for method == "run" && hold.Load() && ctx.Err() == nil {
 			time.Sleep(time.Millisecond)
 		}
 		return nil
-	}
+	})
 	r.start()
 	r.wait("pools full", r.full("h1", "h2"))
 	for _, h := range []string{"h1", "h2"} {
@@ -279,7 +279,7 @@ func TestWarmRefillBounded(t *testing.T) {
 	r := newWarmRig(t, 1, 8)
 	release := make(chan struct{})
 	h := r.cluster.Host("h1")
-	h.Hook = func(ctx context.Context, method string) error {
+	h.SetHook(func(ctx context.Context, method string) error {
 		if method == "run" {
 			select {
 			case <-release:
@@ -288,7 +288,7 @@ func TestWarmRefillBounded(t *testing.T) {
 			}
 		}
 		return nil
-	}
+	})
 	r.start()
 	r.wait("two starts in flight", func() bool { return r.status("h1").Starting == 2 })
 	for range 5 {
@@ -308,12 +308,12 @@ func TestWarmRefillBounded(t *testing.T) {
 	// With players' cold starts on the host, one refill at a time.
 	r2 := newWarmRig(t, 1, 6)
 	r2.cold.Store(1)
-	r2.cluster.Host("h1").Hook = func(ctx context.Context, method string) error {
+	r2.cluster.Host("h1").SetHook(func(ctx context.Context, method string) error {
 		if method == "run" {
 			time.Sleep(2 * time.Millisecond)
 		}
 		return nil
-	}
+	})
 	r2.start()
 	r2.wait("pool full", r2.full("h1"))
 	if got := r2.cluster.Host("h1").MaxInFlight(); got > 1 {
@@ -469,13 +469,13 @@ func TestWarmStopDuringRefill(t *testing.T) {
 		t.Run(fmt.Sprintf("destroy=%t", destroy), func(t *testing.T) {
 			r := newWarmRig(t, 1, 4)
 			var runs atomic.Int32
-			r.cluster.Host("h1").Hook = func(ctx context.Context, method string) error {
+			r.cluster.Host("h1").SetHook(func(ctx context.Context, method string) error {
 				if method == "run" && runs.Add(1) > 2 {
 					<-ctx.Done() // refills in flight when Stop comes
 					return ctx.Err()
 				}
 				return nil
-			}
+			})
 			r.start()
 			r.wait("two ready, two starting", func() bool { w := r.status("h1"); return w.Ready == 2 && w.Starting == 2 })
 			d, ok := r.pool.Claim(nil) // a claim racing Stop
@@ -504,12 +504,12 @@ func TestWarmRunFailsLeavesNothing(t *testing.T) {
 	r := newWarmRig(t, 1, 2)
 	var fail atomic.Bool
 	fail.Store(true)
-	r.cluster.Host("h1").Hook = func(ctx context.Context, method string) error {
+	r.cluster.Host("h1").SetHook(func(ctx context.Context, method string) error {
 		if method == "run" && fail.Load() {
 			return errors.New("dockerd says no")
 		}
 		return nil
-	}
+	})
 	r.start()
 	r.wait("failed tries", func() bool { return r.cluster.Host("h1").Calls("run") >= 4 })
 	if n := len(r.cluster.Host("h1").Containers()); n != 0 || r.active("h1") > 2 {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -233,29 +234,34 @@ func pollPass(ctx context.Context, a *api, pid, n int, target func(i int) (int, 
 	return cpu1 - cpu0, wall, firstErr
 }
 
-// waitHostsChecked waits until no host's health is "unknown".
+// waitHostsChecked waits until every host is healthy: in rotation, its
+// isolation proof passed. A phase that ran with a host out of rotation
+// would measure a smaller cluster than it says (a herd once put all 200
+// sessions on one host that way), so it fails instead, naming why.
 func waitHostsChecked(ctx context.Context, a *api) error {
-	for wait := time.Now().Add(60 * time.Second); time.Now().Before(wait); time.Sleep(200 * time.Millisecond) {
+	var last []string
+	for wait := time.Now().Add(120 * time.Second); time.Now().Before(wait); time.Sleep(200 * time.Millisecond) {
 		var hs struct {
 			Hosts []struct {
 				Name   string `json:"name"`
 				Health string `json:"health"`
+				Reason string `json:"reason"`
 			} `json:"hosts"`
 		}
 		if _, err := a.json(ctx, e2e.AdminUserID, http.MethodGet, "/remote-desktop/admin/api/hosts", "", &hs); err != nil {
 			return err
 		}
-		unknown := 0
+		last = last[:0]
 		for _, h := range hs.Hosts {
-			if h.Health == "unknown" {
-				unknown++
+			if h.Health != "healthy" {
+				last = append(last, fmt.Sprintf("%s %s (%s)", h.Name, h.Health, h.Reason))
 			}
 		}
-		if unknown == 0 && len(hs.Hosts) > 0 {
+		if len(last) == 0 && len(hs.Hosts) > 0 {
 			return nil
 		}
 	}
-	return fmt.Errorf("hosts not checked within 60s")
+	return fmt.Errorf("hosts not all healthy within 120s: %s", strings.Join(last, "; "))
 }
 
 // heapAfterGC forces a GC in Caddy (the admin API's heap profile with

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ctf-desktops/caddy-remote-desktop/module/docker"
@@ -19,6 +20,7 @@ import (
 type Cluster struct {
 	mu    sync.Mutex
 	hosts map[string]*Runtime
+	ids   atomic.Int64 // container IDs, unique across the cluster as Docker's are
 }
 
 // NewCluster returns an empty cluster; hosts appear on first use.
@@ -30,7 +32,7 @@ func (c *Cluster) Host(name string) *Runtime {
 	defer c.mu.Unlock()
 	r, ok := c.hosts[name]
 	if !ok {
-		r = &Runtime{Name: name, containers: map[string]*docker.Container{}, nextPort: 30000}
+		r = &Runtime{Name: name, containers: map[string]*docker.Container{}, nextPort: 30000, ids: &c.ids}
 		c.hosts[name] = r
 	}
 	return r
@@ -47,15 +49,22 @@ type Runtime struct {
 	mu         sync.Mutex
 	containers map[string]*docker.Container // by ID
 	nextPort   int
-	seq        int
+	ids        *atomic.Int64
 	calls      map[string]int
 	inFlight   int
 	maxFlight  int
 
-	// Hook, when set, runs at the start of every call with the method name
-	// ("run", "inspect", "remove", "list"); a non-nil error fails the call.
-	// It may block (honouring ctx) to model a slow host.
-	Hook func(ctx context.Context, method string) error
+	hook func(ctx context.Context, method string) error
+}
+
+// SetHook sets a function that runs at the start of every call with the
+// method name ("run", "inspect", "remove", "list"); a non-nil error fails
+// the call. It may block (honouring ctx) to model a slow host. Safe while
+// the manager runs (its background loops call the runtime too).
+func (r *Runtime) SetHook(h func(ctx context.Context, method string) error) {
+	r.mu.Lock()
+	r.hook = h
+	r.mu.Unlock()
 }
 
 func (r *Runtime) enter(ctx context.Context, method string) error {
@@ -66,7 +75,7 @@ func (r *Runtime) enter(ctx context.Context, method string) error {
 	r.calls[method]++
 	r.inFlight++
 	r.maxFlight = max(r.maxFlight, r.inFlight)
-	hook := r.Hook
+	hook := r.hook
 	r.mu.Unlock()
 	var err error
 	if hook != nil {
@@ -100,9 +109,9 @@ func (r *Runtime) Run(ctx context.Context, spec docker.RunSpec) (docker.Containe
 			return docker.Container{}, fmt.Errorf("run %s on %s: %w", spec.Name, r.Name, docker.ErrConflict)
 		}
 	}
-	r.seq++
+	seq := r.ids.Add(1)
 	c := &docker.Container{
-		ID: fmt.Sprintf("%s%060d", strings.Repeat("f", 4), r.seq), Name: spec.Name, Image: spec.Image,
+		ID: fmt.Sprintf("%s%060d", strings.Repeat("f", 4), seq), Name: spec.Name, Image: spec.Image,
 		Labels: map[string]string{}, Running: true, State: "running", Created: time.Now(),
 		Ports: map[int]int{},
 	}

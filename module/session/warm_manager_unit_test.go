@@ -1,0 +1,119 @@
+package session_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ctf-desktops/caddy-remote-desktop/module/session"
+)
+
+// warmReady waits (moving the fake clock) until every host's pool holds n
+// ready desktops.
+func (u *unit) warmReady(n int) {
+	u.t.Helper()
+	u.advanceUntil("warm pools to fill", 500*time.Millisecond, func() bool {
+		st := u.m.WarmStatus()
+		if len(st) == 0 {
+			return false
+		}
+		for _, w := range st {
+			if w.Ready < n {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func (u *unit) warmContainers(host string) int {
+	n := 0
+	for _, c := range u.host(host).Containers() {
+		if c.Labels["io.ctf-remote-desktop.warm"] == "true" {
+			n++
+		}
+	}
+	return n
+}
+
+// TestUnitWarmClaimThroughManager: with warm: 2, a create is ready in the
+// same call (no Docker call made for it), on the warm desktop's container
+// and slot, with its timers started the seed's way; the pool refills; a
+// destroy removes the claimed container; nothing is left over after.
+func TestUnitWarmClaimThroughManager(t *testing.T) {
+	u := newUnit(t, unitConfig{hosts: 2, maxSessions: 4, warm: 2})
+	u.warmReady(2)
+	runs := u.host("h1").Calls("run") + u.host("h2").Calls("run")
+
+	s := u.create("alice")
+	if s.State != session.Ready {
+		t.Fatalf("a warm claim should be ready at once, got %s (%s)", s.State, s.Error)
+	}
+	if got := u.host("h1").Calls("run") + u.host("h2").Calls("run"); got != runs {
+		t.Fatalf("the claim made %d Docker runs; want none", got-runs)
+	}
+	if s.ContainerID == "" || s.Port == 0 || s.Password == "" {
+		t.Fatalf("claimed session lacks container, port or password: %+v", s)
+	}
+	if !s.TimerStartedAt.IsZero() {
+		t.Fatal("the timer must start at the first poll, not at the claim")
+	}
+	if _, ok := u.record("alice"); !ok {
+		t.Fatal("a claimed session must be recorded")
+	}
+	// The slot moved from the warm desktop to the session: the host counts
+	// 2 warm + 1 session once the refill is done.
+	u.warmReady(2)
+	if a := u.active(s.Host); a != 3 {
+		t.Fatalf("host %s counts %d slots, want 3 (2 warm + 1 session)", s.Host, a)
+	}
+	v, _, err := u.m.Poll(context.Background(), "alice")
+	if err != nil || v.TimerStartedAt.IsZero() {
+		t.Fatalf("first poll should start the timer: %v %+v", err, v.Session)
+	}
+
+	// A second player takes another warm desktop; the first one's is not
+	// handed out twice.
+	s2 := u.create("bob")
+	if s2.State != session.Ready || s2.ContainerID == s.ContainerID {
+		t.Fatalf("bob: %s on %s (alice on %s)", s2.State, s2.ContainerID, s.ContainerID)
+	}
+
+	if err := u.m.Destroy(context.Background(), "alice", ""); err != nil {
+		t.Fatal(err)
+	}
+	u.until("alice's container to go", func() bool {
+		_, err := u.host(s.Host).Inspect(context.Background(), s.ContainerID)
+		return err != nil
+	})
+	// The reaper, even long after, takes neither the warm desktops nor
+	// bob's claimed one (its labels still say warm).
+	u.clock.Advance(time.Hour)
+	u.m.Reap(context.Background())
+	if _, err := u.host(s2.Host).Inspect(context.Background(), s2.ContainerID); err != nil {
+		t.Fatalf("the reaper removed bob's claimed desktop: %v", err)
+	}
+	u.warmReady(2)
+	for _, h := range []string{"h1", "h2"} {
+		if n := u.warmContainers(h); n < 2 {
+			t.Fatalf("%s has %d warm containers after the reaper, want ≥ 2", h, n)
+		}
+	}
+	if v := u.view("bob"); v.State != session.Ready {
+		t.Fatalf("bob's session: %s (%s)", v.State, v.Error)
+	}
+}
+
+// TestUnitWarmPoolOffIsColdPath: warm: 0 (the default) makes no warm
+// container and a create goes the cold way.
+func TestUnitWarmPoolOffIsColdPath(t *testing.T) {
+	u := newUnit(t, unitConfig{})
+	s := u.create("carol")
+	if s.State == session.Ready {
+		t.Fatal("without a pool a create cannot be ready at once")
+	}
+	u.advanceUntil("carol ready", 100*time.Millisecond, func() bool { return u.view("carol").State == session.Ready })
+	if n := u.warmContainers("h1"); n != 0 {
+		t.Fatalf("%d warm containers with the pool off", n)
+	}
+}
