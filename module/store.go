@@ -28,20 +28,30 @@ const sessionsPrefix = "remote_desktop/sessions"
 func sessionKey(user string) string { return path.Join(sessionsPrefix, user+".json") }
 
 func (s storageStore) Save(ctx context.Context, rec session.Session) error {
+	return saveRecord(ctx, s, sessionKey(rec.User), rec, "session of "+rec.User)
+}
+
+func (s storageStore) Delete(ctx context.Context, user string) error {
+	return deleteRecord(ctx, s, sessionKey(user), "session of "+user)
+}
+
+// saveRecord writes one JSON record; what names it in errors.
+func saveRecord(ctx context.Context, s storageStore, key string, rec any, what string) error {
 	data, err := json.Marshal(rec)
 	if err != nil {
-		return fmt.Errorf("encode session of %s: %w", rec.User, err)
+		return fmt.Errorf("encode %s: %w", what, err)
 	}
-	if err := s.storage.Store(ctx, sessionKey(rec.User), data); err != nil {
-		return fmt.Errorf("store session of %s: %w", rec.User, err)
+	if err := s.storage.Store(ctx, key, data); err != nil {
+		return fmt.Errorf("store %s: %w", what, err)
 	}
 	return nil
 }
 
-func (s storageStore) Delete(ctx context.Context, user string) error {
-	err := s.storage.Delete(ctx, sessionKey(user))
+// deleteRecord removes one record; one already gone is not an error.
+func deleteRecord(ctx context.Context, s storageStore, key, what string) error {
+	err := s.storage.Delete(ctx, key)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("delete session of %s: %w", user, err)
+		return fmt.Errorf("delete %s: %w", what, err)
 	}
 	return nil
 }
