@@ -93,21 +93,14 @@ func (r *rig) benchHerd(t *testing.T, c *e2e.Caddy, a *api, instance string) {
 	var singles, starts []time.Duration
 	for i := range singleRuns {
 		u := singleFirstUser + i
-		t0 := time.Now()
-		if err := a.create(ctx, u); err != nil {
-			t.Fatal(err)
-		}
-		_, cs, err := a.waitReady(ctx, u, 100*time.Millisecond)
+		cs, took, err := a.timedCreate(ctx, u, 100*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
 		}
-		singles = append(singles, cs.Stages.at("ready").Sub(t0))
+		singles = append(singles, took)
 		// The host's part: docker create + start, as the session's stages
 		// time it.
 		starts = append(starts, cs.Stages.at("waiting_for_desktop").Sub(cs.Stages.at("starting")))
-		if err := a.destroy(ctx, u); err != nil {
-			t.Fatal(err)
-		}
 	}
 	single, start := Median(singles), Median(starts)
 	t.Logf("single create (tiny): %v; container start: %v", singles, starts)
@@ -121,20 +114,10 @@ func (r *rig) benchHerd(t *testing.T, c *e2e.Caddy, a *api, instance string) {
 	}()
 	t0s := make([]time.Time, herdSize)
 	postErr := make([]error, herdSize)
-	gate := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range herdSize {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-gate
-			t0s[i] = time.Now()
-			postErr[i] = a.create(ctx, herdFirstUser+i)
-		}()
-	}
-	herdStart := time.Now()
-	close(gate)
-	wg.Wait()
+	herdStart := atOnce(herdSize, func(i int) {
+		t0s[i] = time.Now()
+		postErr[i] = a.create(ctx, herdFirstUser+i)
+	})
 	postsDone := time.Since(herdStart)
 
 	res := map[int]herdResult{}
@@ -206,6 +189,7 @@ func (r *rig) benchHerd(t *testing.T, c *e2e.Caddy, a *api, instance string) {
 	var destroyErrs []string
 	destroyed := map[int]time.Time{} // when each destroy returned
 	gone := startGoneWatch(r, instance)
+	var wg sync.WaitGroup
 	for range destroyWorkers {
 		wg.Add(1)
 		go func() {
@@ -489,4 +473,37 @@ func classify(failures []string) string {
 		parts = append(parts, fmt.Sprintf("%d other", n))
 	}
 	return "by cause: " + strings.Join(parts, ", ")
+}
+
+// timedCreate is one player's create on an otherwise idle system: POST,
+// poll every `every` until ready, destroy. took is the server's ready stage
+// minus the client's time before the POST, the herd's own measure.
+func (a *api) timedCreate(ctx context.Context, u int, every time.Duration) (cs creationStatus, took time.Duration, err error) {
+	t0 := time.Now()
+	if err := a.create(ctx, u); err != nil {
+		return cs, 0, err
+	}
+	if _, cs, err = a.waitReady(ctx, u, every); err != nil {
+		return cs, 0, err
+	}
+	return cs, cs.Stages.at("ready").Sub(t0), a.destroy(ctx, u)
+}
+
+// atOnce runs fn(0..n-1) in n goroutines released together, waits for all,
+// and returns the moment they were released.
+func atOnce(n int, fn func(i int)) time.Time {
+	gate := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-gate
+			fn(i)
+		}()
+	}
+	start := time.Now()
+	close(gate)
+	wg.Wait()
+	return start
 }

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -79,19 +78,12 @@ func (r *rig) warmHerd(t *testing.T, label string, perHost, firstUser int) {
 		if _, err := a.creationStatus(ctx, u); err != nil {
 			t.Fatal(err)
 		}
-		t0 := time.Now()
-		if err := a.create(ctx, u); err != nil {
-			t.Fatal(err)
-		}
-		_, cs, err := a.waitReady(ctx, u, 20*time.Millisecond)
+		cs, took, err := a.timedCreate(ctx, u, 20*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
 		}
-		singles = append(singles, cs.Stages.at("ready").Sub(t0))
+		singles = append(singles, took)
 		singlesSrv = append(singlesSrv, cs.Stages.at("ready").Sub(cs.Stages.at("queued")))
-		if err := a.destroy(ctx, u); err != nil {
-			t.Fatal(err)
-		}
 	}
 	sys.WaitWarm(ips, perHost, perHost, 0, warmFillTimeout)
 	single := Median(singles)
@@ -101,42 +93,21 @@ func (r *rig) warmHerd(t *testing.T, label string, perHost, firstUser int) {
 	// players asking their status at once (same handler, same cached
 	// identity, no session to claim), each timed to its answer.
 	floorD := make([]time.Duration, herdSize)
-	{
-		gate := make(chan struct{})
-		var wg sync.WaitGroup
-		for i := range herdSize {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-gate
-				t0 := time.Now()
-				if _, err := a.creationStatus(ctx, users[i]); err != nil {
-					t.Errorf("status read of %d: %v", users[i], err)
-				}
-				floorD[i] = time.Since(t0)
-			}()
+	atOnce(herdSize, func(i int) {
+		t0 := time.Now()
+		if _, err := a.creationStatus(ctx, users[i]); err != nil {
+			t.Errorf("status read of %d: %v", users[i], err)
 		}
-		close(gate)
-		wg.Wait()
-	}
+		floorD[i] = time.Since(t0)
+	})
 	floorP95 := Percentile(Sorted(floorD), 95)
 
 	t0s := make([]time.Time, herdSize)
 	postErr := make([]error, herdSize)
-	gate := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range herdSize {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-gate
-			t0s[i] = time.Now()
-			postErr[i] = a.create(ctx, users[i])
-		}()
-	}
-	herdStart := time.Now()
-	close(gate)
-	wg.Wait()
+	herdStart := atOnce(herdSize, func(i int) {
+		t0s[i] = time.Now()
+		postErr[i] = a.create(ctx, users[i])
+	})
 
 	type result struct {
 		ready time.Time
