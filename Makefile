@@ -13,7 +13,7 @@ GOTEST    ?= $(GO) test -race -count=1 -timeout 40m
 GOTEST_BED ?= $(GOTEST) -p 1
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build xcaddy xcaddy-check lint test unit bench soak fuzz browser-deps monitoring-deps testbed-up testbed-down testbed-status images run clean
+.PHONY: all build xcaddy xcaddy-check lint test unit session-cover bench soak fuzz browser-deps monitoring-deps testbed-up testbed-down testbed-status images run clean
 
 all: build
 
@@ -53,6 +53,11 @@ UNIT_ENV := RD_TESTBED=$(CURDIR)/out/no-testbed.json RD_TESTBED_REQUIRED=
 unit:
 	@mkdir -p out
 	$(UNIT_ENV) $(GOTEST) $$($(GO) list ./... | grep -vx '$(MODULE)/module/session')
+	$(MAKE) --no-print-directory session-cover
+
+## session-cover: module/session's tests without the bed, and their coverage
+session-cover:
+	@mkdir -p out
 	$(UNIT_ENV) $(GOTEST) -coverprofile=out/session.cover ./module/session
 	@$(GO) tool cover -func=out/session.cover | awk '/^total:/ { sub("%", "", $$3); \
 		printf "module/session coverage without the test bed: %s%% (at least $(SESSION_COVER_MIN)%%)\n", $$3; \
@@ -63,6 +68,7 @@ test: lint build xcaddy-check testbed-up browser-deps monitoring-deps
 	$(CADDY) list-modules | grep -qx 'http.handlers.remote_desktop'
 	$(CADDY) list-modules | grep -qx 'remote_desktop'
 	$(GOTEST) -run '^$$' ./... >/dev/null
+	$(MAKE) --no-print-directory session-cover
 	RD_TESTBED_REQUIRED=1 RD_CADDY_BIN=$(abspath $(CADDY)) $(GOTEST_BED) ./... 2>&1 | tee test-output.log; exit $${PIPESTATUS[0]}
 
 testbed-up:
