@@ -287,7 +287,15 @@ func marks(desk *tab) string {
 	for _, k := range keys {
 		parts = append(parts, fmt.Sprintf("%s %.0f", k, m[k]))
 	}
-	return strings.Join(parts, ", ")
+	// Where the page load went: its resources, the slowest first.
+	res := eval[string](desk, `(() => {
+		const r = performance.getEntriesByType('resource');
+		const end = Math.max(0, ...r.map(e => e.responseEnd));
+		const slow = [...r].sort((a, b) => b.duration - a.duration).slice(0, 3)
+			.map(e => e.name.replace(/^.*\/vnc\/\d+\//, '') + ' ' + e.duration.toFixed(0) + ' (from ' + e.startTime.toFixed(0) + ')');
+		return r.length + ' resources, the last done at ' + end.toFixed(0) + '; slowest ' + slow.join(', ');
+	})()`)
+	return strings.Join(parts, ", ") + "; " + res
 }
 
 func roundAll(ds []time.Duration) []time.Duration {
