@@ -195,6 +195,9 @@ func (m *Manager) reapHost(ctx context.Context, h *hosts.Host, byID map[string]*
 			}
 			continue
 		}
+		if c.Labels[LabelWarm] == "true" && !m.warm.Listed(h.Name()) {
+			continue // the pool matches these with its records first
+		}
 		created := c.Created
 		if t, err := time.Parse(time.RFC3339, c.Labels[LabelCreated]); err == nil {
 			created = t

@@ -88,6 +88,7 @@ type WarmPool struct {
 	opts     Options
 	desks    map[string]*warmEntry // by warm id
 	listed   map[string]bool       // hosts whose containers were matched with the records
+	strays   map[string]bool       // container IDs being removed as found without a record
 	empty    map[string]bool       // hosts whose warm_pool_empty was sent and not yet refilled
 	refills  map[string]int64
 	started  bool
@@ -122,7 +123,7 @@ func NewWarmPool(deps WarmDeps, opts Options) *WarmPool {
 	opts.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	return &WarmPool{deps: deps, ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), opts: opts,
-		desks: map[string]*warmEntry{}, listed: map[string]bool{}, empty: map[string]bool{}, refills: map[string]int64{}}
+		desks: map[string]*warmEntry{}, listed: map[string]bool{}, strays: map[string]bool{}, empty: map[string]bool{}, refills: map[string]int64{}}
 }
 
 // SetOptions applies new settings; desktops made with other limits are
@@ -337,6 +338,15 @@ func (p *WarmPool) Claimed(id string) {
 
 // Owns reports whether the container on host is one of the pool's (being made,
 // ready, being claimed or removed): the reaper leaves those alone.
+// Listed reports whether the pool has matched host's warm containers with
+// its records. Until then a warm container there is the pool's to judge,
+// not the reaper's: both removing the same one would report it twice.
+func (p *WarmPool) Listed(host string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.listed[host]
+}
+
 func (p *WarmPool) Owns(host, containerID string, labels map[string]string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -333,6 +333,9 @@ func (p *WarmPool) listHost(h *hosts.Host, opts Options) {
 			strays = append(strays, c)
 		}
 	}
+	for _, c := range strays {
+		p.strays[c.ID] = true // the pool's until removed: the reaper leaves them
+	}
 	p.listed[h.Name()] = true
 	p.mu.Unlock()
 
@@ -353,6 +356,9 @@ func (p *WarmPool) listHost(h *hosts.Host, opts Options) {
 		if err != nil {
 			p.deps.Logger.Warn("remove unrecorded warm desktop", zap.String("host", h.Name()), zap.String("container", shortID(c.ID)), zap.Error(err))
 		}
+		p.mu.Lock()
+		delete(p.strays, c.ID) // gone, or the reaper's orphan from now on
+		p.mu.Unlock()
 	}
 	if len(strays) > 0 {
 		p.deps.Events.Emit(events.Event{Type: events.WarmRemoved, Level: "warn", Host: h.Name(),
@@ -365,6 +371,9 @@ func (p *WarmPool) listHost(h *hosts.Host, opts Options) {
 }
 
 func (p *WarmPool) ownsLocked(host string, c docker.Container) bool {
+	if p.strays[c.ID] {
+		return true
+	}
 	for _, e := range p.desks {
 		if e.d.Host != host {
 			continue

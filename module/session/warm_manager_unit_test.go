@@ -2,9 +2,11 @@ package session_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/ctf-desktops/caddy-remote-desktop/module/events"
 	"github.com/ctf-desktops/caddy-remote-desktop/module/session"
 )
 
@@ -120,5 +122,35 @@ func TestUnitWarmPoolOffIsColdPath(t *testing.T) {
 	u.advanceUntil("carol ready", 100*time.Millisecond, func() bool { return u.view("carol").State == session.Ready })
 	if n := u.warmContainers("h1"); n != 0 {
 		t.Fatalf("%d warm containers with the pool off", n)
+	}
+}
+
+// TestUnitUnrecordedWarmDesktopRemovedOnce: a warm-labelled container with
+// no record (Caddy died between making and recording it) is removed once,
+// by the pool's first listing of its host or, after that, by the reaper:
+// never by both (that reported it twice).
+func TestUnitUnrecordedWarmDesktopRemovedOnce(t *testing.T) {
+	for i := range 20 {
+		u := newUnit(t, unitConfig{noStart: true, opts: session.Options{OrphanGrace: time.Second, ReaperInterval: time.Hour}})
+		old := epoch.Add(-time.Hour).UTC().Format(time.RFC3339)
+		stray, err := u.host("h1").Run(context.Background(), dockerSpec(fmt.Sprintf("stray-%d", i), map[string]string{
+			session.LabelManaged: "true", session.LabelInstance: instance, session.LabelWarm: "true",
+			session.LabelSession: "stray", session.LabelCreated: old}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.start()
+		go u.m.Reap(context.Background()) // races the pool's first listing
+		u.advanceUntil("the stray removed", 500*time.Millisecond, func() bool {
+			_, err := u.host("h1").Inspect(context.Background(), stray.ID)
+			return err != nil
+		})
+		u.m.Reap(context.Background())
+		u.clock.Advance(2 * time.Second)
+		time.Sleep(20 * time.Millisecond)
+		if n := u.countEvents("", events.WarmRemoved) + u.countEvents("", events.OrphanRemoved); n != 1 {
+			t.Fatalf("round %d: the stray was reported removed %d times, want 1", i, n)
+		}
+		u.m.Stop(context.Background(), false)
 	}
 }
