@@ -214,6 +214,14 @@ func (m *Manager) reapHost(ctx context.Context, h *hosts.Host, byID map[string]*
 		if m.warm.Owns(h.Name(), c.ID, c.Labels) || m.ownsContainer(c.ID) {
 			continue
 		}
+		// Still there? The list may be older than another owner's removal
+		// (the pool's of a container without a record): report it once.
+		ictx, cancel := m.timeout(ctx, 30*time.Second)
+		_, ierr := m.rt(h).Inspect(ictx, c.ID)
+		cancel()
+		if errors.Is(ierr, docker.ErrNotFound) {
+			continue
+		}
 		m.removeContainer(h, c.ID, opts)
 		m.events.Emit(events.Event{Type: events.OrphanRemoved, Level: "warn", Host: h.Name(), User: c.Labels[LabelUser],
 			Message: fmt.Sprintf("removed container %s on %s: no session owns it", c.Name, h.Name()),

@@ -144,13 +144,17 @@ func (u *unit) until(what string, cond func() bool) {
 // the manager's goroutines a moment between steps.
 func (u *unit) advanceUntil(what string, step time.Duration, cond func() bool) {
 	u.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	// Each step gives the manager's goroutines a few real milliseconds to
+	// act on it: on a loaded machine (make test runs packages in parallel,
+	// under -race) a goroutine that lags many steps behind would see its
+	// deadlines pass on the fake clock before it could act.
+	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			u.t.Fatalf("timed out waiting for %s (fake clock at %s)", what, u.clock.Now().Sub(epoch))
 		}
 		u.clock.Advance(step)
-		time.Sleep(time.Millisecond)
+		time.Sleep(3 * time.Millisecond)
 	}
 }
 

@@ -301,7 +301,7 @@ func TestWarmRefillBounded(t *testing.T) {
 	}
 	close(release)
 	r.wait("pool full", r.full("h1"))
-	if got := h.MaxInFlight(); got > 2 {
+	if got := h.MaxInFlightOf("run"); got > 2 {
 		t.Fatalf("%d runs in flight at once on h1, want ≤ 2", got)
 	}
 
@@ -316,7 +316,7 @@ func TestWarmRefillBounded(t *testing.T) {
 	})
 	r2.start()
 	r2.wait("pool full", r2.full("h1"))
-	if got := r2.cluster.Host("h1").MaxInFlight(); got > 1 {
+	if got := r2.cluster.Host("h1").MaxInFlightOf("run"); got > 1 {
 		t.Fatalf("%d warm runs in flight beside cold starts, want 1", got)
 	}
 	r.checkNoOrphan()

@@ -53,6 +53,8 @@ type Runtime struct {
 	calls      map[string]int
 	inFlight   int
 	maxFlight  int
+	flightBy   map[string]int // in flight, by method
+	maxBy      map[string]int
 
 	hook func(ctx context.Context, method string) error
 }
@@ -75,6 +77,11 @@ func (r *Runtime) enter(ctx context.Context, method string) error {
 	r.calls[method]++
 	r.inFlight++
 	r.maxFlight = max(r.maxFlight, r.inFlight)
+	if r.flightBy == nil {
+		r.flightBy, r.maxBy = map[string]int{}, map[string]int{}
+	}
+	r.flightBy[method]++
+	r.maxBy[method] = max(r.maxBy[method], r.flightBy[method])
 	hook := r.hook
 	r.mu.Unlock()
 	var err error
@@ -85,14 +92,15 @@ func (r *Runtime) enter(ctx context.Context, method string) error {
 		err = ctx.Err()
 	}
 	if err != nil {
-		r.leave()
+		r.leave(method)
 	}
 	return err
 }
 
-func (r *Runtime) leave() {
+func (r *Runtime) leave(method string) {
 	r.mu.Lock()
 	r.inFlight--
+	r.flightBy[method]--
 	r.mu.Unlock()
 }
 
@@ -101,7 +109,7 @@ func (r *Runtime) Run(ctx context.Context, spec docker.RunSpec) (docker.Containe
 	if err := r.enter(ctx, "run"); err != nil {
 		return docker.Container{}, fmt.Errorf("run %s on %s: %w", spec.Name, r.Name, err)
 	}
-	defer r.leave()
+	defer r.leave("run")
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, c := range r.containers {
@@ -131,7 +139,7 @@ func (r *Runtime) Inspect(ctx context.Context, id string) (docker.Container, err
 	if err := r.enter(ctx, "inspect"); err != nil {
 		return docker.Container{}, err
 	}
-	defer r.leave()
+	defer r.leave("inspect")
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if c := r.findLocked(id); c != nil {
@@ -157,7 +165,7 @@ func (r *Runtime) Remove(ctx context.Context, id string, _ time.Duration) error 
 	if err := r.enter(ctx, "remove"); err != nil {
 		return fmt.Errorf("remove %s on %s: %w", id, r.Name, err)
 	}
-	defer r.leave()
+	defer r.leave("remove")
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if c := r.findLocked(id); c != nil {
@@ -171,7 +179,7 @@ func (r *Runtime) List(ctx context.Context, labels map[string]string) ([]docker.
 	if err := r.enter(ctx, "list"); err != nil {
 		return nil, fmt.Errorf("list containers on %s: %w", r.Name, err)
 	}
-	defer r.leave()
+	defer r.leave("list")
 	return r.list(labels), nil
 }
 
@@ -211,6 +219,14 @@ func (r *Runtime) Calls(method string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.calls[method]
+}
+
+// MaxInFlightOf reports the most calls of one method that were in progress
+// at once.
+func (r *Runtime) MaxInFlightOf(method string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.maxBy[method]
 }
 
 // MaxInFlight reports the most calls that were in progress at once.
