@@ -190,8 +190,11 @@ func (m *Manager) startOn(ctx context.Context, s *Session, h *hosts.Host, tk *ti
 	spec.BindAddress = bind
 
 	// Bounded once the slot is ours: a host that freezes mid-call (paused,
-	// partitioned) must fail this attempt, not hold the session.
-	rctx, cancel := m.timeout(ctx, runTimeout)
+	// partitioned) must fail this attempt, not hold the session. Not ended
+	// by a destroy, though: a create cut off mid-call may still make the
+	// container on the daemon, and nobody would know its ID; let it finish,
+	// and the check below removes it.
+	rctx, cancel := m.timeout(m.ctx, runTimeout)
 	began := m.now()
 	c, err := m.run(rctx, m.rt(h), spec, s.ID)
 	cancel()

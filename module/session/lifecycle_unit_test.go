@@ -305,3 +305,28 @@ func TestUnitStop(t *testing.T) {
 		t.Fatalf("events %v", u2.eventTypes("u1"))
 	}
 }
+
+// A destroy while the host is still making the container (the Docker call
+// in flight) does not cut that call off, since the daemon may finish it
+// anyway and nobody would know the container: the create finishes, sees
+// the session ended and removes what it made. No orphan is left for the
+// reaper.
+func TestUnitDestroyDuringRunLeavesNoContainer(t *testing.T) {
+	u := newUnit(t, unitConfig{})
+	g := newGate("run")
+	u.host("h1").SetHook(g.hook)
+	u.host("h1").SetDaemonFinishes(true)
+	u.create("u1")
+	u.until("the run in flight", func() bool { return u.host("h1").Calls("run") == 1 })
+	if err := u.m.Destroy(context.Background(), "u1", ""); err != nil {
+		t.Fatal(err)
+	}
+	g.release()
+	u.until("the container made and removed", func() bool {
+		return u.host("h1").Calls("remove") >= 1 && len(u.host("h1").Containers()) == 0
+	})
+	u.settled()
+	if n := u.countEvents("", events.OrphanRemoved); n != 0 {
+		t.Fatalf("%d orphan_removed", n)
+	}
+}

@@ -56,7 +56,17 @@ type Runtime struct {
 	flightBy   map[string]int // in flight, by method
 	maxBy      map[string]int
 
-	hook func(ctx context.Context, method string) error
+	hook     func(ctx context.Context, method string) error
+	finishes bool // a run whose caller gave up still makes its container
+}
+
+// SetDaemonFinishes makes a Run whose caller gives up (its context ends
+// while the hook holds it) still make the container before returning the
+// context's error, as dockerd does with a create it has already received.
+func (r *Runtime) SetDaemonFinishes(on bool) {
+	r.mu.Lock()
+	r.finishes = on
+	r.mu.Unlock()
 }
 
 // SetHook sets a function that runs at the start of every call with the
@@ -106,10 +116,16 @@ func (r *Runtime) leave(method string) {
 
 // Run implements session.Runtime.
 func (r *Runtime) Run(ctx context.Context, spec docker.RunSpec) (docker.Container, error) {
-	if err := r.enter(ctx, "run"); err != nil {
-		return docker.Container{}, fmt.Errorf("run %s on %s: %w", spec.Name, r.Name, err)
+	gaveUp := r.enter(ctx, "run")
+	r.mu.Lock()
+	finishes := r.finishes
+	r.mu.Unlock()
+	if gaveUp != nil && (!finishes || ctx.Err() == nil) {
+		return docker.Container{}, fmt.Errorf("run %s on %s: %w", spec.Name, r.Name, gaveUp)
 	}
-	defer r.leave("run")
+	if gaveUp == nil {
+		defer r.leave("run")
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, c := range r.containers {
@@ -131,6 +147,9 @@ func (r *Runtime) Run(ctx context.Context, spec docker.RunSpec) (docker.Containe
 		c.Ports[p] = r.nextPort
 	}
 	r.containers[c.ID] = c
+	if gaveUp != nil { // made, but the caller is no longer there to know
+		return docker.Container{}, fmt.Errorf("run %s on %s: %w", spec.Name, r.Name, gaveUp)
+	}
 	return *c, nil
 }
 
