@@ -172,7 +172,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.NoVNCPath == "" {
 		h.NoVNCPath = defaultNoVNCPath
 	}
-	var novnc web.NoVNC = &imageNoVNC{path: h.NoVNCPath, hosts: rt.hosts, sessions: rt.sessions, cache: &rt.novnc, logger: h.logger.Named("novnc")}
+	var novnc web.NoVNC = &imageNoVNC{path: h.NoVNCPath, hosts: rt.hosts, sessions: rt.sessions, cache: &rt.novnc,
+		currentSem: make(chan struct{}, 1), logger: h.logger.Named("novnc")}
 	if h.NoVNCRoot != "" {
 		if novnc, err = newDirNoVNC(caddy.NewReplacer().ReplaceKnown(h.NoVNCRoot, "")); err != nil {
 			return err

@@ -46,7 +46,22 @@ type imageNoVNC struct {
 
 	mu     sync.Mutex
 	images map[string]imageRef // by container ID
+
+	// current is the image the next desktop most likely runs (Current),
+	// resolved at most once per currentTTL; resolving holds currentSem.
+	current    currentImage
+	currentSem chan struct{}
 }
+
+type currentImage struct {
+	host, ref string
+	img       imageRef
+	at        time.Time
+}
+
+// currentTTL is how long Current trusts an image tag's resolution: an
+// operator who rebuilds the image under the same tag is seen this late.
+const currentTTL = time.Minute
 
 type imageRef struct{ id, ref string }
 
@@ -78,6 +93,60 @@ func (n *imageNoVNC) Files(ctx context.Context, t session.Target) (fs.FS, error)
 	default:
 		return nil, &web.Error{Status: http.StatusBadGateway, Code: "novnc_unavailable", Message: "noVNC could not be read from the desktop image; try again in a moment"}
 	}
+}
+
+// Shared implements web.SharedNoVNC: noVNC's files by their digest, for
+// any tree in the cache.
+func (n *imageNoVNC) Shared(digest string) (fs.FS, bool) {
+	t, ok := n.cache.ByDigest(digest)
+	if !ok {
+		return nil, false
+	}
+	return t, true
+}
+
+// Current implements web.SharedNoVNC: the files of the image the first
+// healthy host runs desktops from (all hosts normally run the same), read
+// from the image if they are not cached yet, so that a player's browser
+// can fetch them while the player has no desktop.
+func (n *imageNoVNC) Current(ctx context.Context) (fs.FS, error) {
+	var h *hosts.Host
+	for _, c := range n.hosts.Hosts() {
+		if n.hosts.Healthy(c.Name()) {
+			h = c
+			break
+		}
+	}
+	if h == nil {
+		return nil, errors.New("no healthy host")
+	}
+	ref := h.Config().DockerImage
+	select {
+	case n.currentSem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	cur := n.current
+	if cur.host != h.Name() || cur.ref != ref || time.Since(cur.at) > currentTTL {
+		err := h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
+			id, err := d.ImageID(ctx, ref)
+			cur = currentImage{host: h.Name(), ref: ref, img: imageRef{id: id, ref: ref}, at: time.Now()}
+			return err
+		})
+		if err != nil {
+			<-n.currentSem
+			return nil, fmt.Errorf("resolve image %s on %s: %w", ref, h.Name(), err)
+		}
+		n.current = cur
+	}
+	<-n.currentSem
+	tree, err := n.cache.Get(ctx, cur.img.id+"\x00"+n.path, noVNCBuildTimeout, func(ctx context.Context) (*novnc.Tree, error) {
+		return n.build(ctx, h, cur.img)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return tree, nil
 }
 
 func (n *imageNoVNC) build(ctx context.Context, h *hosts.Host, img imageRef) (*novnc.Tree, error) {
@@ -158,6 +227,6 @@ func newDirNoVNC(root string) (dirNoVNC, error) {
 
 // Interface guards
 var (
-	_ web.NoVNC = (*imageNoVNC)(nil)
-	_ web.NoVNC = dirNoVNC{}
+	_ web.SharedNoVNC = (*imageNoVNC)(nil)
+	_ web.NoVNC       = dirNoVNC{}
 )

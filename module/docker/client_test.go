@@ -116,6 +116,12 @@ func TestImagePresent(t *testing.T) {
 	if _, err := c.ImagePresent(context.Background(), "broken:latest"); err == nil {
 		t.Error("ImagePresent on a daemon error succeeded")
 	}
+	if id, err := c.ImageID(context.Background(), "registry.example/team/img:1"); err != nil || id != "sha256:2" {
+		t.Errorf("ImageID = %q, %v; want sha256:2", id, err)
+	}
+	if _, err := c.ImageID(context.Background(), "nope:latest"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ImageID of a missing image: %v, want ErrNotFound", err)
+	}
 	for _, r := range d.Requests() {
 		if strings.Contains(r, "/images/create") {
 			t.Fatalf("ImagePresent pulled: %s", r)

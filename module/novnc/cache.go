@@ -109,6 +109,25 @@ func (c *Cache) evictLocked(keep string) {
 	}
 }
 
+// ByDigest returns a cached tree with that digest (Tree.Digest), if any.
+// It does not build anything, nor count as a use for eviction: a digest
+// comes from a browser, which must not be able to keep a tree cached.
+func (c *Cache) ByDigest(digest string) (*Tree, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.entries {
+		select {
+		case <-e.done:
+		default:
+			continue
+		}
+		if e.tree != nil && e.tree.digest == digest {
+			return e.tree, true
+		}
+	}
+	return nil, false
+}
+
 // Len is how many trees are cached (tests).
 func (c *Cache) Len() int {
 	c.mu.Lock()

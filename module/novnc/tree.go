@@ -9,11 +9,14 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 	"time"
 )
@@ -54,8 +57,9 @@ var ErrNotFound = errors.New("not found in the image")
 // Tree is a read-only file system of regular files only; it implements
 // fs.FS (directories cannot be opened).
 type Tree struct {
-	files map[string]*file
-	size  int64
+	files  map[string]*file
+	size   int64
+	digest string
 }
 
 type file struct {
@@ -68,6 +72,32 @@ func (t *Tree) Size() int64 { return t.size }
 
 // Len is how many files the tree holds.
 func (t *Tree) Len() int { return len(t.files) }
+
+// Digest names the tree by its content (SHA-256 of every file's name and
+// bytes, in name order, 32 hex digits): two images with the same noVNC
+// files, wherever they were built, have the same digest, so a browser
+// that cached one's files has the other's.
+func (t *Tree) Digest() string { return t.digest }
+
+// Names lists the tree's files in name order.
+func (t *Tree) Names() []string {
+	names := make([]string, 0, len(t.files))
+	for n := range t.files {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func (t *Tree) sum() string {
+	h := sha256.New()
+	for _, n := range t.Names() {
+		// Length-prefixed, so that no two trees hash the same bytes.
+		fmt.Fprintf(h, "%d:%s%d:", len(n), n, len(t.files[n].data))
+		h.Write(t.files[n].data)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
 
 // Open implements fs.FS.
 func (t *Tree) Open(name string) (fs.File, error) {
@@ -120,6 +150,7 @@ func Build(ctx context.Context, archive ArchiveFunc, root string, lim Limits) (*
 	if _, ok := b.tree.files["vnc.html"]; !ok {
 		return nil, fmt.Errorf("%s has no vnc.html: %w", root, ErrNotFound)
 	}
+	b.tree.digest = b.tree.sum()
 	return b.tree, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -256,5 +257,45 @@ func TestCacheBoundsBytesAndRetriesFailures(t *testing.T) {
 	_, _ = c.Get(context.Background(), "x", time.Minute, bad)
 	if fails.Load() != 2 {
 		t.Fatal("an old failure was not retried")
+	}
+}
+
+// The digest names the content: the same files built from another image
+// (another layout, the same bytes) share it; one changed byte does not;
+// ByDigest finds a cached tree by it and builds nothing.
+func TestDigestNamesTheContent(t *testing.T) {
+	build := func(im image) *Tree {
+		t.Helper()
+		tr, err := Build(context.Background(), im.archive(nil), "/usr/share/novnc", Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	a, b := build(debianLike()), build(debianLike())
+	if len(a.Digest()) != 32 || a.Digest() != b.Digest() {
+		t.Fatalf("digests %q and %q of the same files", a.Digest(), b.Digest())
+	}
+	changed := debianLike()
+	changed["/usr/share/javascript/pako/pako.js"] = "pakO"
+	if build(changed).Digest() == a.Digest() {
+		t.Fatal("a changed file keeps the digest")
+	}
+	if got := a.Names(); !slices.IsSorted(got) || len(got) != a.Len() || got[0] != "app/jq.js" {
+		t.Fatalf("Names() = %v", got)
+	}
+
+	c := &Cache{}
+	if _, ok := c.ByDigest(a.Digest()); ok {
+		t.Fatal("an empty cache has a tree")
+	}
+	if _, err := c.Get(context.Background(), "img1", time.Minute, func(context.Context) (*Tree, error) { return a, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := c.ByDigest(b.Digest()); !ok || got != a {
+		t.Fatal("ByDigest does not find the cached tree")
+	}
+	if _, ok := c.ByDigest("0123456789abcdef0123456789abcdef"); ok {
+		t.Fatal("ByDigest finds an unknown digest")
 	}
 }

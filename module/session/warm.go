@@ -70,6 +70,13 @@ type WarmDeps struct {
 // must never crowd out players' work on the host's dockerd and SSH.
 const warmMaxStarting = 2
 
+// warmRefillHoldoff is how long the refill of a claimed desktop waits: its
+// player connects in these seconds (noVNC's handshake, the first full frame,
+// the first programs started), and a container start on the same host at
+// that moment takes the CPU they need. Claims at any rate still refill,
+// each this much later.
+const warmRefillHoldoff = 3 * time.Second
+
 // warmPassInterval is how often the pool looks at every host even when
 // nothing woke it (health and drains are not signalled).
 const warmPassInterval = time.Second
@@ -91,6 +98,7 @@ type WarmPool struct {
 	strays   map[string]bool       // container IDs being removed as found without a record
 	empty    map[string]bool       // hosts whose warm_pool_empty was sent and not yet refilled
 	refills  map[string]int64
+	claimed  map[string][]time.Time // per host, claims within warmRefillHoldoff
 	started  bool
 	stopping bool
 }
@@ -123,7 +131,8 @@ func NewWarmPool(deps WarmDeps, opts Options) *WarmPool {
 	opts.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	return &WarmPool{deps: deps, ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), opts: opts,
-		desks: map[string]*warmEntry{}, listed: map[string]bool{}, strays: map[string]bool{}, empty: map[string]bool{}, refills: map[string]int64{}}
+		desks: map[string]*warmEntry{}, listed: map[string]bool{}, strays: map[string]bool{}, empty: map[string]bool{}, refills: map[string]int64{},
+		claimed: map[string][]time.Time{}}
 }
 
 // SetOptions applies new settings; desktops made with other limits are
@@ -292,6 +301,7 @@ func (p *WarmPool) Claim(exclude map[string]bool) (WarmDesk, bool) {
 	}
 	best.state = warmClaiming
 	host := best.d.Host
+	p.claimed[host] = append(p.claimed[host], p.deps.Clock.Now())
 	emptied := readyOn[host] == 1 && !p.empty[host]
 	if emptied {
 		p.empty[host] = true

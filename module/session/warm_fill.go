@@ -41,6 +41,11 @@ func (p *WarmPool) pass() {
 	// Desktops of hosts a reload removed: their engine is closed; they are
 	// forgotten like sessions whose host is gone.
 	p.mu.Lock()
+	for h := range p.claimed {
+		if !configured[h] {
+			delete(p.claimed, h)
+		}
+	}
 	var gone []*warmEntry
 	for _, e := range p.desks {
 		if !configured[e.d.Host] && e.state != warmClaiming && e.state != warmRemoving {
@@ -107,7 +112,7 @@ func (p *WarmPool) fillHost(h *hosts.Host, st hosts.Status, opts Options, queued
 			starting++
 		}
 	}
-	n := min(target-ready-starting, limit-starting)
+	n := min(target-ready-starting-p.heldOffLocked(st.Name), limit-starting)
 	p.mu.Unlock()
 
 	for _, e := range stale {
@@ -143,6 +148,22 @@ func (p *WarmPool) fillHost(h *hosts.Host, st hosts.Status, opts Options, queued
 			return
 		}
 	}
+}
+
+// heldOffLocked is how many of host's refills wait for warmRefillHoldoff
+// after their claim.
+func (p *WarmPool) heldOffLocked(host string) int {
+	now, times := p.deps.Clock.Now(), p.claimed[host]
+	i := 0
+	for i < len(times) && now.Sub(times[i]) >= warmRefillHoldoff {
+		i++
+	}
+	if i == len(times) {
+		delete(p.claimed, host)
+		return 0
+	}
+	p.claimed[host] = times[i:]
+	return len(times) - i
 }
 
 // start makes one warm desktop and waits for its noVNC. Whatever fails,

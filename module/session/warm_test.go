@@ -323,6 +323,39 @@ func TestWarmRefillBounded(t *testing.T) {
 	r2.checkNoOrphan()
 }
 
+// A claim's refill waits the holdoff (its player is connecting on that
+// host), then runs; claims in a burst each refill that much later.
+func TestWarmRefillWaitsAfterClaim(t *testing.T) {
+	r := newWarmRig(t, 1, 3)
+	r.start()
+	r.wait("pool full", r.full("h1"))
+	runs := func() int { return r.cluster.Host("h1").Calls("run") }
+	before := runs()
+	for range 2 {
+		d, ok := r.pool.Claim(nil)
+		if !ok {
+			t.Fatal("no warm desktop to claim")
+		}
+		r.owned.Store(d.ContainerID, true)
+		r.pool.Claimed(d.ID)
+	}
+	// Passes within the holdoff start nothing.
+	for range 4 {
+		r.pool.Kick()
+		r.clock.Advance(600 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := runs() - before; got != 0 || r.status("h1").Starting != 0 {
+		t.Fatalf("%d refills started %v after the claims, want none within %v", got, 2400*time.Millisecond, 3*time.Second)
+	}
+	r.clock.Advance(time.Second)
+	r.wait("pool refilled after the holdoff", r.full("h1"))
+	if got := runs() - before; got != 2 {
+		t.Fatalf("%d refills, want 2", got)
+	}
+	r.checkNoOrphan()
+}
+
 func TestWarmDrainAndUnhealthyRemove(t *testing.T) {
 	r := newWarmRig(t, 2, 2)
 	r.start()

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -71,7 +72,13 @@ func (s *Server) desktop(w http.ResponseWriter, r *http.Request) error {
 			if err != nil {
 				return err
 			}
-			return noVNCFile(w, r, files, strings.TrimPrefix(rest, "/"))
+			name := strings.TrimPrefix(rest, "/")
+			if d, ok := files.(digested); ok && path.Ext(name) == ".html" && !strings.Contains(name, "/") {
+				if _, shared := s.NoVNC.(SharedNoVNC); shared {
+					return s.noVNCPage(w, r, d, name)
+				}
+			}
+			return noVNCFile(w, r, files, name, "")
 		}
 	}
 
@@ -186,8 +193,9 @@ func mustAtoi(s string) int {
 	return n
 }
 
-// noVNCFile serves one of noVNC's files from Caddy's own copy.
-func noVNCFile(w http.ResponseWriter, r *http.Request, files fs.FS, name string) error {
+// noVNCFile serves one of noVNC's files from Caddy's own copy, with
+// cacheControl if it is not empty.
+func noVNCFile(w http.ResponseWriter, r *http.Request, files fs.FS, name, cacheControl string) error {
 	if !fs.ValidPath(name) {
 		return errBadPath
 	}
@@ -195,6 +203,9 @@ func noVNCFile(w http.ResponseWriter, r *http.Request, files fs.FS, name string)
 		return errNotFound
 	}
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if cacheControl != "" {
+		w.Header().Set("Cache-Control", cacheControl)
+	}
 	http.ServeFileFS(w, r, files, name)
 	return nil
 }

@@ -131,6 +131,7 @@ var routes = map[string]route{
 	"/api/creation-status":     {method: http.MethodGet, handler: (*Server).creationStatus},
 	"/api/status":              {method: http.MethodGet, handler: (*Server).status},
 	"/api/me":                  {method: http.MethodGet, handler: (*Server).me},
+	"/api/viewer":              {method: http.MethodGet, handler: (*Server).viewerFiles},
 	"/api/destroy":             {method: http.MethodPost, handler: (*Server).destroy},
 	"/api/extend":              {method: http.MethodPost, handler: (*Server).extend},
 	"/admin/api/containers":    {method: http.MethodGet, admin: true, handler: (*Server).adminContainers},
@@ -176,6 +177,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 		return s.static(w, r, strings.TrimPrefix(sub, "/static/"))
 	case strings.HasPrefix(sub, "/vnc/") || sub == "/vnc":
 		return s.desktop(w, r)
+	case strings.HasPrefix(sub, "/novnc/"):
+		return s.sharedNoVNC(w, r, sub)
 	case sub == "/api/auth-check":
 		s.authCheck(w, r)
 		return nil

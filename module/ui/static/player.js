@@ -364,6 +364,31 @@
     else if (current === 'creating') schedule(pollCreation, 0);
   });
 
+  // prefetchViewer loads noVNC's files into the browser's cache while the
+  // player has no desktop yet (they are named by their content and cached
+  // for good), so that Connect opens the desktop without loading them. It
+  // never shows an error: the desktop loads them itself if this fails.
+  // html[data-viewer-prefetch] says how it went (tests read it).
+  async function prefetchViewer() {
+    var root = document.documentElement;
+    root.setAttribute('data-viewer-prefetch', 'running');
+    try {
+      var d = await RD.api('GET', '/api/viewer');
+      var files = (d.files || []).slice();
+      var worker = async function () {
+        for (var f = files.shift(); f; f = files.shift()) {
+          var resp = await fetch(d.base + f, { credentials: 'same-origin' });
+          await resp.arrayBuffer();
+        }
+      };
+      await Promise.all([worker(), worker(), worker(), worker()]);
+      root.setAttribute('data-viewer-prefetch', 'done');
+    } catch (err) {
+      root.setAttribute('data-viewer-prefetch', 'failed');
+    }
+  }
+
   setInterval(function () { tickCountdown(); tickElapsed(); }, 1000);
   load();
+  prefetchViewer();
 })();
