@@ -110,15 +110,9 @@ func (n *imageNoVNC) Shared(digest string) (fs.FS, bool) {
 // from the image if they are not cached yet, so that a player's browser
 // can fetch them while the player has no desktop.
 func (n *imageNoVNC) Current(ctx context.Context) (fs.FS, error) {
-	var h *hosts.Host
-	for _, c := range n.hosts.Hosts() {
-		if n.hosts.Healthy(c.Name()) {
-			h = c
-			break
-		}
-	}
+	h := n.currentHost()
 	if h == nil {
-		return nil, errors.New("no healthy host")
+		return nil, errors.New("no host that is healthy or not yet checked")
 	}
 	ref := h.Config().DockerImage
 	select {
@@ -147,6 +141,23 @@ func (n *imageNoVNC) Current(ctx context.Context) (fs.FS, error) {
 		return nil, err
 	}
 	return tree, nil
+}
+
+// currentHost is the first healthy host, else the first not checked yet
+// (right after a start, players' pages load before the first checks end).
+func (n *imageNoVNC) currentHost() *hosts.Host {
+	var unchecked *hosts.Host
+	for _, st := range n.hosts.Status() {
+		h, ok := n.hosts.Get(st.Name)
+		switch {
+		case !ok:
+		case st.Health == hosts.Healthy:
+			return h
+		case st.Health == hosts.Unknown && unchecked == nil:
+			unchecked = h
+		}
+	}
+	return unchecked
 }
 
 func (n *imageNoVNC) build(ctx context.Context, h *hosts.Host, img imageRef) (*novnc.Tree, error) {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/ctf-desktops/caddy-remote-desktop/module/identity"
 )
 
@@ -115,6 +117,9 @@ func (s *Server) viewerFiles(w http.ResponseWriter, r *http.Request, u identity.
 	}
 	d, ok := files.(digested)
 	if err != nil || !ok {
+		if ce := s.Logger.Check(zap.DebugLevel, "noVNC's files for the player's page not known"); ce != nil {
+			ce.Write(zap.String("user", u.ID), zap.Error(err))
+		}
 		return errNoViewerFiles
 	}
 	var load []string
