@@ -94,12 +94,11 @@ func (m *Manager) end(ctx context.Context, s *Session, st State, reason string) 
 	// saved right after); the container is removed in the background so
 	// that a slow or frozen host never holds the caller (the reaper removes
 	// it as an orphan if this fails). On shutdown it is removed inline.
-	save := m.saveLock(snap.User)
-	save.Lock() // after any write of this session in flight
+	m.saveMu.Lock() // after any write of this session in flight
 	if err := m.store.Delete(context.WithoutCancel(ctx), snap.User); err != nil {
 		m.logger.Error("delete session record", zap.String("user", snap.User), zap.Error(err))
 	}
-	save.Unlock()
+	m.saveMu.Unlock()
 	remove := func() {
 		if snap.ContainerID != "" {
 			if h, ok := m.hosts.Get(snap.Host); ok {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"sync"
 	"time"
 
@@ -85,9 +84,9 @@ type Manager struct {
 	ctx      context.Context // the manager's lifetime; creations run under it
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
-	kick     chan struct{}           // wakes the dispatcher
-	stopMu   sync.RWMutex            // stopping: no new goroutines once Stop waits for them
-	saveMu   [saveStripes]sync.Mutex // order the writes of a user's record (see persist)
+	kick     chan struct{} // wakes the dispatcher
+	stopMu   sync.RWMutex  // stopping: no new goroutines once Stop waits for them
+	saveMu   sync.Mutex    // orders writes to the Store (see persist)
 	stopping bool
 	loaded   chan struct{} // closed once records are loaded at Start
 
@@ -184,17 +183,14 @@ func (m *Manager) spawn(name string, fn func()) {
 	}()
 }
 
-// persist writes s's current state to the Store. A user's writes are ordered
-// and each takes its snapshot under the write lock, so a slower, older write
-// can never overwrite a newer one (say, "ready" landing after "timer
-// started"); an ended session is not written again (end deletes it under the
-// same lock). Different users' writes run at once: each is a file synced to
-// disk, and in a rush of warm claims one lock for all made the 200th player
-// wait for 199 syncs.
+// persist writes s's current state to the Store. Writes are ordered and each
+// takes its snapshot under the write lock, so a slower, older write can never
+// overwrite a newer one (say, "ready" landing after "timer started"); an
+// ended session is not written again (end deletes it under the same lock).
+// Records are small and local; one lock for all is plenty.
 func (m *Manager) persist(ctx context.Context, s *Session) error {
-	mu := m.saveLock(s.User)
-	mu.Lock()
-	defer mu.Unlock()
+	m.saveMu.Lock()
+	defer m.saveMu.Unlock()
 	m.mu.RLock()
 	snap := s.snapshot()
 	m.mu.RUnlock()
@@ -202,16 +198,6 @@ func (m *Manager) persist(ctx context.Context, s *Session) error {
 		return nil
 	}
 	return m.store.Save(ctx, snap)
-}
-
-// saveStripes is how many locks order record writes; a user always maps to
-// the same one.
-const saveStripes = 64
-
-func (m *Manager) saveLock(user string) *sync.Mutex {
-	h := fnv.New32a()
-	h.Write([]byte(user))
-	return &m.saveMu[h.Sum32()%saveStripes]
 }
 
 // Create starts a session for the user, or returns the one they have: one
