@@ -56,12 +56,16 @@ type imageNoVNC struct {
 type currentImage struct {
 	host, ref string
 	img       imageRef
+	err       error
 	at        time.Time
 }
 
 // currentTTL is how long Current trusts an image tag's resolution: an
 // operator who rebuilds the image under the same tag is seen this late.
 const currentTTL = time.Minute
+
+// currentFailTTL is how long Current remembers that it could not resolve.
+const currentFailTTL = 10 * time.Second
 
 type imageRef struct{ id, ref string }
 
@@ -106,7 +110,7 @@ func (n *imageNoVNC) Shared(digest string) (fs.FS, bool) {
 }
 
 // Current implements web.SharedNoVNC: the files of the image the first
-// healthy host runs desktops from (all hosts normally run the same), read
+// healthy, undrained host runs desktops from (all hosts normally run the same), read
 // from the image if they are not cached yet, so that a player's browser
 // can fetch them while the player has no desktop.
 func (n *imageNoVNC) Current(ctx context.Context) (fs.FS, error) {
@@ -115,25 +119,10 @@ func (n *imageNoVNC) Current(ctx context.Context) (fs.FS, error) {
 		return nil, errors.New("no host that is healthy or not yet checked")
 	}
 	ref := h.Config().DockerImage
-	select {
-	case n.currentSem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	cur, err := n.resolveCurrent(ctx, h, ref)
+	if err != nil {
+		return nil, err
 	}
-	cur := n.current
-	if cur.host != h.Name() || cur.ref != ref || time.Since(cur.at) > currentTTL {
-		err := h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
-			id, err := d.ImageID(ctx, ref)
-			cur = currentImage{host: h.Name(), ref: ref, img: imageRef{id: id, ref: ref}, at: time.Now()}
-			return err
-		})
-		if err != nil {
-			<-n.currentSem
-			return nil, fmt.Errorf("resolve image %s on %s: %w", ref, h.Name(), err)
-		}
-		n.current = cur
-	}
-	<-n.currentSem
 	tree, err := n.cache.Get(ctx, cur.img.id+"\x00"+n.path, noVNCBuildTimeout, func(ctx context.Context) (*novnc.Tree, error) {
 		return n.build(ctx, h, cur.img)
 	})
@@ -143,14 +132,49 @@ func (n *imageNoVNC) Current(ctx context.Context) (fs.FS, error) {
 	return tree, nil
 }
 
-// currentHost is the first healthy host, else the first not checked yet
-// (right after a start, players' pages load before the first checks end).
+// resolveCurrent returns the image ref names on h, asking the host at most
+// once per currentTTL (a failure is kept currentFailTTL, so that players'
+// pages do not queue up behind an unreachable host).
+func (n *imageNoVNC) resolveCurrent(ctx context.Context, h *hosts.Host, ref string) (currentImage, error) {
+	select {
+	case n.currentSem <- struct{}{}:
+	case <-ctx.Done():
+		return currentImage{}, ctx.Err()
+	}
+	defer func() { <-n.currentSem }()
+	cur := n.current
+	ttl := currentTTL
+	if cur.err != nil {
+		ttl = currentFailTTL
+	}
+	if cur.host == h.Name() && cur.ref == ref && time.Since(cur.at) <= ttl {
+		return cur, cur.err
+	}
+	cur = currentImage{host: h.Name(), ref: ref, at: time.Now()}
+	cur.err = h.Engine.Do(ctx, func(ctx context.Context, d *docker.Client) error {
+		id, err := d.ImageID(ctx, ref)
+		cur.img = imageRef{id: id, ref: ref}
+		return err
+	})
+	if cur.err != nil {
+		cur.err = fmt.Errorf("resolve image %s on %s: %w", ref, h.Name(), cur.err)
+	}
+	if ctx.Err() == nil { // a caller giving up says nothing of the host
+		n.current = cur
+	}
+	return cur, cur.err
+}
+
+// currentHost is the first healthy, undrained host, else the first not
+// checked yet (right after a start, players' pages load before the first
+// checks end).
 func (n *imageNoVNC) currentHost() *hosts.Host {
 	var unchecked *hosts.Host
 	for _, st := range n.hosts.Status() {
 		h, ok := n.hosts.Get(st.Name)
 		switch {
 		case !ok:
+		case st.Drained:
 		case st.Health == hosts.Healthy:
 			return h
 		case st.Health == hosts.Unknown && unchecked == nil:

@@ -332,6 +332,10 @@ func (p *WarmPool) Return(id string) {
 	p.mu.Lock()
 	if e, ok := p.desks[id]; ok && e.state == warmClaiming {
 		e.state = warmReady
+		// No refill is owed for it: the latest claim's holdoff goes.
+		if times := p.claimed[e.d.Host]; len(times) > 0 {
+			p.claimed[e.d.Host] = times[:len(times)-1]
+		}
 	}
 	p.mu.Unlock()
 	p.deps.OnReady()

@@ -167,7 +167,7 @@ func viewerHead(base string, names []string) string {
 // withHead returns an HTML page with tags first in its head. A page
 // without a <head> is left as it is.
 func withHead(page []byte, tags string) []byte {
-	lower := bytes.ToLower(page)
+	lower := asciiLower(page) // same length as page, unlike bytes.ToLower
 	i := 0
 	for {
 		j := bytes.Index(lower[i:], []byte("<head"))
@@ -189,4 +189,17 @@ func withHead(page []byte, tags string) []byte {
 	out = append(out, page[:at]...)
 	out = append(out, tags...)
 	return append(out, page[at:]...)
+}
+
+// asciiLower lowers ASCII letters only, so offsets in its result are
+// offsets in b.
+func asciiLower(b []byte) []byte {
+	out := make([]byte, len(b))
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		out[i] = c
+	}
+	return out
 }

@@ -14,6 +14,8 @@ func TestWithHead(t *testing.T) {
 		{"<body><header>h</header><head></head>", "<body><header>h</header><head>" + tags + "</head>"},
 		{"<body>no head</body>", "<body>no head</body>"},
 		{"<head", "<head"},
+		// Letters whose lower case has another length do not move it.
+		{"<!-- ȺȺȺȺȺȺȺȺ K --><HEAD><title>", "<!-- ȺȺȺȺȺȺȺȺ K --><HEAD>" + tags + "<title>"},
 	} {
 		if got := string(withHead([]byte(c.in), tags)); got != c.want {
 			t.Errorf("withHead(%q) = %q, want %q", c.in, got, c.want)

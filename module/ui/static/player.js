@@ -364,10 +364,11 @@
     else if (current === 'creating') schedule(pollCreation, 0);
   });
 
-  // prefetchViewer loads noVNC's files into the browser's cache while the
-  // player has no desktop yet (they are named by their content and cached
-  // for good), so that Connect opens the desktop without loading them. It
-  // never shows an error: the desktop loads them itself if this fails.
+  // prefetchViewer loads noVNC's files into the browser's cache when the
+  // page loads (they are named by their content and cached for good, so
+  // this costs the network once per browser), so that Connect opens the
+  // desktop without loading them. It never shows an error: the desktop
+  // loads them itself if this fails.
   // html[data-viewer-prefetch] says how it went (tests read it).
   async function prefetchViewer() {
     var root = document.documentElement;
@@ -377,8 +378,9 @@
       var files = (d.files || []).slice();
       var worker = async function () {
         for (var f = files.shift(); f; f = files.shift()) {
-          var resp = await fetch(d.base + f, { credentials: 'same-origin' });
+          var resp = await fetch(d.base + encodeURI(f), { credentials: 'same-origin' });
           await resp.arrayBuffer();
+          if (!resp.ok) throw new Error('prefetch ' + f + ': ' + resp.status);
         }
       };
       await Promise.all([worker(), worker(), worker(), worker()]);
