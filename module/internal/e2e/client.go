@@ -214,13 +214,24 @@ func (s *System) AdminGet(path string, out any) {
 	}
 }
 
+// hostsAPI is the admin hosts API's answer: the hosts and their warm pools.
+type hostsAPI struct {
+	Hosts []HostStatus
+	Warm  []WarmPool
+}
+
+func (s *System) readHosts() hostsAPI {
+	s.t.Helper()
+	var out hostsAPI
+	s.AdminGet("/remote-desktop/admin/api/hosts", &out)
+	return out
+}
+
 // Hosts is the admin API's hosts by name.
 func (s *System) Hosts() map[string]HostStatus {
 	s.t.Helper()
-	var out struct{ Hosts []HostStatus }
-	s.AdminGet("/remote-desktop/admin/api/hosts", &out)
 	m := map[string]HostStatus{}
-	for _, h := range out.Hosts {
+	for _, h := range s.readHosts().Hosts {
 		m[h.Name] = h
 	}
 	return m

@@ -27,10 +27,8 @@ func (w WarmPool) Is(target, ready, starting int) bool {
 // WarmPools reads every host's warm pool, by host.
 func (s *System) WarmPools() map[string]WarmPool {
 	s.t.Helper()
-	var out struct{ Warm []WarmPool }
-	s.AdminGet("/remote-desktop/admin/api/hosts", &out)
 	m := map[string]WarmPool{}
-	for _, w := range out.Warm {
+	for _, w := range s.readHosts().Warm {
 		m[w.Host] = w
 	}
 	return m
