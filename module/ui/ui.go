@@ -39,6 +39,12 @@
 //     /admin/api/hosts/drain, /undrain and /check with {"host"}.
 //   - connect_url is opened with window.open(url, "_blank", "noopener");
 //     it may be relative or absolute http(s).
+//   - The player page shows the desktop itself: GET /api/viewer names
+//     noVNC's files ({base, files}, base a /novnc/<digest>/ path); the page
+//     fetches them into the cache, imports base + "core/rfb.js" (noVNC's
+//     client, default export), and connects it to the websocket at
+//     connect_url's fragment "path" with its "password". Without that
+//     answer or module, the desktop opens in a new tab only.
 package ui
 
 import (

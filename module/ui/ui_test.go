@@ -38,9 +38,19 @@ func TestPageInjectsData(t *testing.T) {
 			if strings.Contains(page, "<b>") {
 				t.Errorf("%s: user name not escaped", name)
 			}
+			// The player page also loads viewer.js, between the two.
+			want := []string{"common.js", name + ".js"}
+			if name == PlayerPage {
+				want = []string{"common.js", "viewer.js", name + ".js"}
+			}
 			scripts := scriptRE.FindAllStringSubmatch(page, -1)
-			if len(scripts) != 2 {
-				t.Fatalf("%s: %d script tags, want 2 (common.js and %s.js)", name, len(scripts), name)
+			if len(scripts) != len(want) {
+				t.Fatalf("%s: %d script tags, want %d (%v)", name, len(scripts), len(want), want)
+			}
+			for i, s := range scripts {
+				if !strings.Contains(s[1], `src="/rd/static/`+want[i]+`?v=`) {
+					t.Errorf("%s: script %d is %s, want %s", name, i, s[0], want[i])
+				}
 			}
 			for _, s := range scripts {
 				if got := nonceOf(s[1]); got != "n0nce+/=" {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/ctf-desktops/caddy-remote-desktop/module/internal/testbed"
@@ -177,6 +178,18 @@ func (tb *tab) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	defer cancel()
 	if err := chromedp.Do(ctx, actions...); err != nil {
 		tb.fail("%s: %v", what, err)
+	}
+}
+
+// beforeScripts has src run in every document the tab loads from now on,
+// before the document's own scripts.
+func (tb *tab) beforeScripts(src string) {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, callTimeout)
+	defer cancel()
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument,
+		page.AddScriptToEvaluateOnNewDocumentParams{Source: src}); err != nil {
+		tb.fail("install a script before the page's: %v", err)
 	}
 }
 

@@ -47,11 +47,14 @@ const playerState = `({
 
 // openPlayer opens the player page in a browser context of its own, logged
 // in as user id.
-func (j *journey) openPlayer(name string, id int) *tab {
+func (j *journey) openPlayer(name string, id int, before ...string) *tab {
 	j.t.Helper()
 	p := j.b.newContext(name)
 	p.setCookie(j.Caddy.URL, "session", j.Login(id))
 	p.do("viewport", chromedp.EmulateViewport(pageWidth, pageHeight))
+	for _, src := range before {
+		p.beforeScripts(src)
+	}
 	page := j.Caddy.URL + "/remote-desktop"
 	if resp := p.navigate(page); resp.Status != 200 {
 		p.fail("GET %s: %d", page, resp.Status)

@@ -1,5 +1,6 @@
 /* Player page: start a desktop, follow its creation, then show the
- * countdown with Connect / Extend / Destroy. Talks to {prefix}/api/... */
+ * countdown with Open in a new tab / Extend / Destroy, and the desktop
+ * itself (viewer.js). Talks to {prefix}/api/... */
 (function () {
   'use strict';
   var RD = window.RD;
@@ -39,8 +40,14 @@
   var expiredPollSent = false;
   var lastBand = '';          // '', 'warn' or 'danger' (for announcements)
   var creationStart = null;   // local ms when creation started (for "Elapsed")
+  var viewerRetried = false;
+
+  // The desktop on this page; a dropped connection makes the page ask at
+  // once whether the desktop still exists.
+  var viewer = RD.viewer(function () { if (current === 'ready') schedule(pollStatus, 0); });
 
   function show(name) {
+    if (name !== 'ready') viewer.hide();
     current = name;
     generation++;
     clearTimeout(pollTimer);
@@ -272,6 +279,13 @@
     session = s;
     if (s.connect_url) connectURL = s.connect_url;
     connectBtn.disabled = !connectURL;
+    if (connectURL) viewer.show(connectURL, s.id || '');
+    // No client at load (no host answered yet, say, after a restart): ask
+    // once more now that there is a desktop.
+    if (connectURL && !viewerRetried && document.documentElement.getAttribute('data-viewer') === 'unavailable') {
+      viewerRetried = true;
+      prefetchViewer();
+    }
     deadline = RD.deadlineOf(s);
     expiredPollSent = false;
     updateExtendButton();
@@ -327,7 +341,9 @@
   connectBtn.addEventListener('click', function () {
     if (!connectURL || !RD.openSession(connectURL)) {
       RD.showAlert('The desktop address is not available yet; try again in a moment.', { kind: 'warning' });
+      return;
     }
+    viewer.away();
   });
 
   extendBtn.addEventListener('click', async function () {
@@ -366,10 +382,12 @@
 
   // prefetchViewer loads noVNC's files into the browser's cache when the
   // page loads (they are named by their content and cached for good, so
-  // this costs the network once per browser), so that Connect opens the
-  // desktop without loading them. It never shows an error: the desktop
-  // loads them itself if this fails.
-  // html[data-viewer-prefetch] says how it went (tests read it).
+  // this costs the network once per browser), then noVNC's client for the
+  // desktop on this page, so that a ready desktop only waits for its
+  // websocket, and a new tab opens it without loading them. It never shows
+  // an error: without it, the desktop opens in a new tab, which loads them
+  // itself. html[data-viewer-prefetch] says how the fetch went (tests read
+  // it).
   async function prefetchViewer() {
     var root = document.documentElement;
     root.setAttribute('data-viewer-prefetch', 'running');
@@ -388,6 +406,8 @@
     } catch (err) {
       root.setAttribute('data-viewer-prefetch', 'failed');
     }
+    if (d && d.base) await viewer.load(d.base);
+    else root.setAttribute('data-viewer', 'unavailable');
   }
 
   setInterval(function () { tickCountdown(); tickElapsed(); }, 1000);

@@ -1,0 +1,149 @@
+/* The desktop in the player's page. noVNC's RFB client, from the trusted
+ * copy Caddy serves under /novnc/<digest>/ (the page fetched it ahead),
+ * draws the desktop here, so a ready desktop is on screen as soon as its
+ * websocket answers: no tab to start, no page to compile. The new tab
+ * (noVNC's own page, with its clipboard and settings) stays one click away.
+ *
+ * The desktop is hostile: nothing it sends becomes markup. Its name,
+ * clipboard and bell are ignored; its pixels only reach the canvas.
+ *
+ * html[data-viewer] says whether the client loaded (loading, ready,
+ * unavailable) and #viewer[data-state] what it is doing (connecting,
+ * connected, reconnecting, away); tests read both. */
+(function () {
+  'use strict';
+  var RD = window.RD;
+  var RETRY_MS = [500, 1000, 2000, 4000, 8000];
+
+  // RD.viewer returns the page's viewer. onLost is called when an open
+  // connection drops (the desktop may have ended: the page asks).
+  RD.viewer = function (onLost) {
+    var $ = function (id) { return document.getElementById(id); };
+    var root = $('viewer'), screen = $('viewer-screen'), statusEl = $('viewer-status');
+    var showBtn = $('viewer-show'), fullBtn = $('viewer-fullscreen');
+    var RFB = null;      // noVNC's client class, once loaded
+    var target = null;   // {key, url, password} of the desktop to show
+    var away = false;    // the player opened the desktop in another tab
+    var rfb = null, retries = 0, timer = null;
+
+    document.documentElement.setAttribute('data-viewer', 'loading');
+
+    function state(st, text) {
+      root.setAttribute('data-state', st);
+      if (statusEl.textContent !== text) statusEl.textContent = text;
+      showBtn.hidden = st !== 'away';
+    }
+
+    function stop() {
+      clearTimeout(timer);
+      timer = null;
+      if (rfb) {
+        var r = rfb;
+        rfb = null; // its disconnect event then finds nothing to retry
+        r.disconnect();
+      }
+    }
+
+    function sync() {
+      root.hidden = !RFB || !target;
+      if (root.hidden || away || rfb || timer) return;
+      connect();
+    }
+
+    function connect() {
+      var r;
+      try {
+        r = new RFB(screen, target.url, { credentials: { password: target.password }, shared: true });
+      } catch (e) {
+        return lost();
+      }
+      rfb = r;
+      r.scaleViewport = true;
+      r.focusOnClick = true;
+      state(retries ? 'reconnecting' : 'connecting', retries ? 'Reconnecting…' : 'Connecting…');
+      r.addEventListener('connect', function () {
+        if (rfb !== r) return;
+        retries = 0;
+        state('connected', 'Connected. Click the desktop to type into it.');
+      });
+      r.addEventListener('credentialsrequired', function () { r.disconnect(); });
+      r.addEventListener('disconnect', function () {
+        if (rfb !== r) return;
+        rfb = null;
+        lost();
+      });
+    }
+
+    // lost retries, sooner at first, for as long as the page still has the
+    // desktop; the page's status poll ends it when the desktop is gone.
+    function lost() {
+      state('reconnecting', 'Connection lost; reconnecting…');
+      timer = setTimeout(function () { timer = null; sync(); }, RETRY_MS[Math.min(retries, RETRY_MS.length - 1)]);
+      retries++;
+      if (onLost) onLost();
+    }
+
+    showBtn.addEventListener('click', function () {
+      away = false;
+      retries = 0;
+      sync();
+    });
+    fullBtn.addEventListener('click', function () {
+      if (screen.requestFullscreen) screen.requestFullscreen().catch(function () {});
+      if (rfb) rfb.focus();
+    });
+
+    return {
+      // load imports the client from base (a /novnc/<digest>/ path).
+      load: function (base) {
+        return import(base + 'core/rfb.js').then(function (m) {
+          if (typeof m.default !== 'function') throw new Error('core/rfb.js has no client');
+          RFB = m.default;
+          document.documentElement.setAttribute('data-viewer', 'ready');
+          sync();
+        }).catch(function () {
+          document.documentElement.setAttribute('data-viewer', 'unavailable');
+        });
+      },
+      // show shows the desktop at connectURL (noVNC's page with
+      // #password=…&path=… in its fragment); key names the session, so
+      // that a new session is shown here again.
+      show: function (connectURL, key) {
+        var u, f;
+        try {
+          u = new URL(connectURL, location.href);
+          f = new URLSearchParams(u.hash.slice(1));
+        } catch (e) {
+          return this.hide();
+        }
+        var path = f.get('path') || '';
+        if (!path || (u.protocol !== 'https:' && u.protocol !== 'http:')) return this.hide();
+        if (target && target.key === key) return sync();
+        stop();
+        away = false;
+        retries = 0;
+        target = {
+          key: key,
+          url: u.protocol.replace('http', 'ws') + '//' + u.host + '/' + path.replace(/^\//, ''),
+          password: f.get('password') || ''
+        };
+        sync();
+      },
+      // away closes the connection here: the desktop is in another tab.
+      away: function () {
+        if (!target) return;
+        stop();
+        away = true;
+        state('away', 'Your desktop is open in another tab.');
+        sync();
+      },
+      hide: function () {
+        stop();
+        target = null;
+        away = false;
+        root.removeAttribute('data-state');
+        sync();
+      }
+    };
+  };
+})();
