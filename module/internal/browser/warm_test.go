@@ -157,6 +157,13 @@ func TestWarmClaimToCanvas(t *testing.T) {
 // desktop image with `warm 1`, and a browser.
 func newWarmJourney(t *testing.T, tb *testbed.Testbed) (*journey, testbed.Host) {
 	t.Helper()
+	return newOneHostJourney(t, tb, tb.DesktopImage, "warm 1")
+}
+
+// newOneHostJourney starts Caddy with the bed's first host alone, running
+// image with hostLines in its host block, and a browser.
+func newOneHostJourney(t *testing.T, tb *testbed.Testbed, image string, hostLines ...string) (*journey, testbed.Host) {
+	t.Helper()
 	hosts, err := config.Load(tb.HostsFile)
 	if err != nil {
 		t.Fatalf("read the test bed's hosts file: %v", err)
@@ -175,15 +182,15 @@ func newWarmJourney(t *testing.T, tb *testbed.Testbed) (*journey, testbed.Host) 
 	ctfd.AddUser(e2e.User{ID: aliceID, Name: "alice", Email: "alice@example.com", Verified: true})
 	j := &journey{System: e2e.NewSystem(t, &one, ctfd, newInstance()), t: t, width: width, height: height, shots: newShots(t)}
 	c := j.Caddyfile()
-	c.Image = tb.DesktopImage
-	c.HostLines = []string{"warm 1"}
+	c.Image = image
+	c.HostLines = hostLines
 	// The bed's container defaults, as the journey has them from hosts.yml.
 	c.App = []string{"probe_interval 2s", "resolution " + d.Resolution, "memory_limit " + d.MemoryLimit,
 		"shm_size " + d.ShmSize, fmt.Sprintf("initial_duration %d", initialDuration), "shutdown_policy destroy"}
 	c.Identity = e2e.CTFdIdentity(ctfd, "1s", "")
 	c.Respond = []string{"respond 404"}
 	j.Start(c.String(), "")
-	t.Logf("caddy on %s, instance %s, host %s with warm 1 (%s, %dx%d)", j.Caddy.URL, j.Instance, host.IP, tb.DesktopImage, width, height)
+	t.Logf("caddy on %s, instance %s, host %s %v (%s, %dx%d)", j.Caddy.URL, j.Instance, host.IP, hostLines, image, width, height)
 	j.WaitHostsHealthy(60 * time.Second)
 	j.b = startBrowser(t, pageWidth, pageHeight, j.shots)
 	return j, host

@@ -14,6 +14,9 @@
   'use strict';
   var RD = window.RD;
   var RETRY_MS = [500, 1000, 2000, 4000, 8000];
+  // A desktop that accepts the websocket but never finishes the handshake
+  // (hung, or not speaking RFB) is let go and retried after this long.
+  var CONNECT_TIMEOUT_MS = 15000;
 
   // RD.viewer returns the page's viewer. onLost is called when an open
   // connection drops (the desktop may have ended: the page asks).
@@ -24,7 +27,7 @@
     var RFB = null;      // noVNC's client class, once loaded
     var target = null;   // {key, url, password} of the desktop to show
     var away = false;    // the player opened the desktop in another tab
-    var rfb = null, retries = 0, timer = null;
+    var rfb = null, retries = 0, timer = null, deadline = null;
 
     document.documentElement.setAttribute('data-viewer', 'loading');
 
@@ -36,7 +39,8 @@
 
     function stop() {
       clearTimeout(timer);
-      timer = null;
+      clearTimeout(deadline);
+      timer = deadline = null;
       if (rfb) {
         var r = rfb;
         rfb = null; // its disconnect event then finds nothing to retry
@@ -61,14 +65,18 @@
       r.scaleViewport = true;
       r.focusOnClick = true;
       state(retries ? 'reconnecting' : 'connecting', retries ? 'Reconnecting…' : 'Connecting…');
+      clearTimeout(deadline);
+      deadline = setTimeout(function () { if (rfb === r) r.disconnect(); }, CONNECT_TIMEOUT_MS);
       r.addEventListener('connect', function () {
         if (rfb !== r) return;
+        clearTimeout(deadline);
         retries = 0;
         state('connected', 'Connected. Click the desktop to type into it.');
       });
       r.addEventListener('credentialsrequired', function () { r.disconnect(); });
       r.addEventListener('disconnect', function () {
         if (rfb !== r) return;
+        clearTimeout(deadline);
         rfb = null;
         lost();
       });
