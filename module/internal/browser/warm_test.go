@@ -43,17 +43,21 @@ const (
 // canvas in the document (noVNC flips its back buffer onto the visible
 // canvas) with its time and a copy of the canvas's pixels, so that the test
 // can find the first draw that shows the desktop; and when the desktop's
-// websocket was created, opened and first answered.
+// websocket was created, opened and first answered; and what every RFB
+// ClientCutText (message type 6) the page sends carries (cutHook).
 const warmPlayerHooks = `(() => {
-	const w = window.__warm = {click: 0, ready: 0, frames: [], draws: 0, last: 0, marks: {}};
+	const w = window.__warm = {click: 0, ready: 0, frames: [], draws: 0, last: 0, marks: {}, cut: []};
 	const now = () => performance.timeOrigin + performance.now();
 	const mark = (k) => { if (!(k in w.marks)) w.marks[k] = now(); };
+	const cut = ` + cutHook + `;
 	const WS = window.WebSocket;
 	window.WebSocket = function (...args) {
 		mark('websocket created');
 		const ws = new WS(...args);
 		ws.addEventListener('open', () => mark('websocket open'));
 		ws.addEventListener('message', () => mark('first message'));
+		const send = ws.send.bind(ws);
+		ws.send = (d) => { cut(d); return send(d); };
 		return ws;
 	};
 	window.WebSocket.prototype = WS.prototype;
@@ -243,6 +247,7 @@ func (j *journey) warmRun(run int, host testbed.Host) (figure, floor time.Durati
 		name, figure.Round(time.Millisecond), frame, stats, createTiming, marksSince(p, clicked), strings.Join(stages, " → "))
 	if run == 1 {
 		j.shot(p, "player-desktop")
+		j.pasteToDesktop(p)
 	}
 
 	// Open in a new tab: the page lets go of the desktop and offers it back.

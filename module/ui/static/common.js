@@ -119,10 +119,20 @@
     return m + ' min';
   }
 
+  // The first locale formatter a page makes costs ~50 ms here (ICU
+  // starting up), which would land on the moment a desktop becomes ready,
+  // beside its first connection: it is made once, when the page is idle.
+  var timeFormat = null;
+  function timeOfDayFormat() {
+    if (!timeFormat) timeFormat = new Intl.DateTimeFormat([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
+    return timeFormat;
+  }
+  (window.requestIdleCallback || setTimeout)(timeOfDayFormat);
+
   function timeOfDay(iso) {
     var t = Date.parse(iso);
     if (isNaN(t)) return '';
-    return new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
+    return timeOfDayFormat().format(new Date(t));
   }
 
   function fullTime(iso) {

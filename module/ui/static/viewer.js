@@ -4,8 +4,9 @@
  * websocket answers: no tab to start, no page to compile. The new tab
  * (noVNC's own page, with its clipboard and settings) stays one click away.
  *
- * The desktop is hostile: nothing it sends becomes markup. Its name,
- * clipboard and bell are ignored; its pixels only reach the canvas.
+ * The desktop is hostile: nothing it sends becomes markup. Its name and
+ * bell are ignored, its clipboard only ever becomes a textarea's value
+ * (cut to CLIPBOARD_MAX), and its pixels only reach the canvas.
  *
  * html[data-viewer] says whether the client loaded (loading, ready,
  * unavailable) and #viewer[data-state] what it is doing (connecting,
@@ -17,6 +18,7 @@
   // A desktop that accepts the websocket but never finishes the handshake
   // (hung, or not speaking RFB) is let go and retried after this long.
   var CONNECT_TIMEOUT_MS = 15000;
+  var CLIPBOARD_MAX = 1 << 20; // characters of the desktop's clipboard shown
 
   // RD.viewer returns the page's viewer. onLost is called when an open
   // connection drops (the desktop may have ended: the page asks).
@@ -24,6 +26,7 @@
     var $ = function (id) { return document.getElementById(id); };
     var root = $('viewer'), screen = $('viewer-screen'), statusEl = $('viewer-status');
     var showBtn = $('viewer-show'), fullBtn = $('viewer-fullscreen');
+    var clipBtn = $('viewer-clipboard-toggle'), clipBox = $('viewer-clipboard'), clipText = $('viewer-clipboard-text');
     var RFB = null;      // noVNC's client class, once loaded
     var target = null;   // {key, url, password} of the desktop to show
     var away = false;    // the player opened the desktop in another tab
@@ -35,6 +38,7 @@
       root.setAttribute('data-state', st);
       if (statusEl.textContent !== text) statusEl.textContent = text;
       showBtn.hidden = st !== 'away';
+      screen.hidden = st === 'away'; // no empty box while the desktop is elsewhere
     }
 
     function stop() {
@@ -62,7 +66,6 @@
         return lost();
       }
       rfb = r;
-      r.scaleViewport = true;
       r.focusOnClick = true;
       state(retries ? 'reconnecting' : 'connecting', retries ? 'Reconnecting…' : 'Connecting…');
       clearTimeout(deadline);
@@ -70,10 +73,17 @@
       r.addEventListener('connect', function () {
         if (rfb !== r) return;
         clearTimeout(deadline);
+        // Scaling reads the layout: set here, not beside the websocket's
+        // start, where a layout of the just-shown page would delay it.
+        r.scaleViewport = true;
         retries = 0;
         state('connected', 'Connected. Click the desktop to type into it.');
       });
       r.addEventListener('credentialsrequired', function () { r.disconnect(); });
+      r.addEventListener('clipboard', function (e) {
+        if (rfb !== r || !e.detail) return;
+        clipText.value = String(e.detail.text).slice(0, CLIPBOARD_MAX);
+      });
       r.addEventListener('disconnect', function () {
         if (rfb !== r) return;
         clearTimeout(deadline);
@@ -95,6 +105,15 @@
       away = false;
       retries = 0;
       sync();
+    });
+    clipBtn.addEventListener('click', function () {
+      clipBox.hidden = !clipBox.hidden;
+      clipBtn.setAttribute('aria-expanded', String(!clipBox.hidden));
+      if (!clipBox.hidden) clipText.focus();
+    });
+    // As noVNC's own panel does: the text goes when the box is left.
+    clipText.addEventListener('change', function () {
+      if (rfb) rfb.clipboardPasteFrom(clipText.value);
     });
     fullBtn.addEventListener('click', function () {
       if (screen.requestFullscreen) screen.requestFullscreen().catch(function () {});
@@ -128,6 +147,7 @@
         if (!path || (u.protocol !== 'https:' && u.protocol !== 'http:')) return this.hide();
         if (target && target.key === key) return sync();
         stop();
+        clipText.value = '';
         away = false;
         retries = 0;
         target = {
@@ -148,6 +168,7 @@
       hide: function () {
         stop();
         target = null;
+        clipText.value = '';
         away = false;
         root.removeAttribute('data-state');
         sync();
