@@ -35,26 +35,26 @@ const cutHook = `(d) => {
 	});
 }`
 
-// pasteToDesktop puts text in the viewer's clipboard box and checks that
-// the desktop gets it: leaving the box tells the desktop there is text (an
-// Extended Clipboard notify), and when a program in the desktop pastes
-// (Shift+Insert in its xterm) the desktop asks for it and the page sends it.
+// pasteToDesktop does what a player does: opens the clipboard box, types
+// text into it and clicks into the desktop's xterm (leaving the box tells
+// the desktop there is text: an Extended Clipboard notify), then pastes
+// there with Shift+Insert, so that the desktop asks for the text and the
+// page sends it.
 func (j *journey) pasteToDesktop(p *tab) {
 	j.t.Helper()
 	const text = "flag{pasted-from-the-page}"
 	p.click("viewer-clipboard-toggle")
-	p.waitJS("clipboard box open", visible("viewer-clipboard-text"), viewerState, 5*time.Second)
-	eval[bool](p, `(() => {
-		const t = document.getElementById('viewer-clipboard-text');
-		t.value = '`+text+`';
-		t.dispatchEvent(new Event('change'));
-		return true;
-	})()`)
-	p.waitJS("the desktop told of the text", `window.__warm.cut.length > 0`, `JSON.stringify(window.__warm.cut)`, 5*time.Second)
-	p.click("viewer-clipboard-toggle")
+	p.waitJS("clipboard box open and focused", visible("viewer-clipboard-text")+
+		` && document.activeElement === document.getElementById('viewer-clipboard-text')`, viewerState, 5*time.Second)
+	ctx, cancel := context.WithTimeout(p.ctx, callTimeout)
+	defer cancel()
+	if _, err := chromedp.Call(ctx, input.InsertText, input.InsertTextParams{Text: text}); err != nil {
+		p.fail("type into the clipboard box: %v", err)
+	}
 
 	// The xterm is at the desktop's top left; a click there gives it the
-	// keyboard, then Shift+Insert pastes the selection Xvnc holds for us.
+	// keyboard (and leaves the box), then Shift+Insert pastes the
+	// selection Xvnc holds for us.
 	xy := eval[[]float64](p, `(() => {
 		const c = document.querySelector('#viewer-screen canvas');
 		c.scrollIntoView({block: 'center'});
@@ -62,8 +62,7 @@ func (j *journey) pasteToDesktop(p *tab) {
 		return [r.left + r.width * 0.1, r.top + r.height * 0.15];
 	})()`)
 	p.do("click into the desktop's xterm", chromedp.MouseClickXY(xy[0], xy[1]))
-	ctx, cancel := context.WithTimeout(p.ctx, callTimeout)
-	defer cancel()
+	p.waitJS("the desktop told of the text", `window.__warm.cut.includes('notify')`, `JSON.stringify(window.__warm.cut)`, 5*time.Second)
 	for _, k := range []input.DispatchKeyEventParams{
 		{Type: input.DispatchKeyEventTypeRawKeyDown, Key: "Shift", Code: "ShiftLeft", WindowsVirtualKeyCode: 16, Modifiers: 8},
 		{Type: input.DispatchKeyEventTypeRawKeyDown, Key: "Insert", Code: "Insert", WindowsVirtualKeyCode: 45, Modifiers: 8},
@@ -76,4 +75,5 @@ func (j *journey) pasteToDesktop(p *tab) {
 	}
 	p.waitJS("the desktop asked for the text and got it", `window.__warm.cut.includes('`+text+`')`, `JSON.stringify(window.__warm.cut)`, 10*time.Second)
 	j.timing("clipboard: the page → the desktop's xterm: %s", eval[string](p, `JSON.stringify(window.__warm.cut)`))
+	p.click("viewer-clipboard-toggle")
 }

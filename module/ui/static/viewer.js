@@ -6,7 +6,9 @@
  *
  * The desktop is hostile: nothing it sends becomes markup. Its name and
  * bell are ignored, its clipboard only ever becomes a textarea's value
- * (cut to CLIPBOARD_MAX), and its pixels only reach the canvas.
+ * (cut to CLIPBOARD_MAX), and its pixels only reach the canvas (app.css
+ * caps the cursor noVNC draws itself on touch devices). A desktop that
+ * keeps dropping its connection is retried ever more slowly.
  *
  * html[data-viewer] says whether the client loaded (loading, ready,
  * unavailable) and #viewer[data-state] what it is doing (connecting,
@@ -18,6 +20,8 @@
   // A desktop that accepts the websocket but never finishes the handshake
   // (hung, or not speaking RFB) is let go and retried after this long.
   var CONNECT_TIMEOUT_MS = 15000;
+  // Only a connection that lasted this long resets the back-off.
+  var STABLE_MS = 10000;
   var CLIPBOARD_MAX = 1 << 20; // characters of the desktop's clipboard shown
 
   // RD.viewer returns the page's viewer. onLost is called when an open
@@ -30,7 +34,8 @@
     var RFB = null;      // noVNC's client class, once loaded
     var target = null;   // {key, url, password} of the desktop to show
     var away = false;    // the player opened the desktop in another tab
-    var rfb = null, retries = 0, timer = null, deadline = null;
+    var rfb = null, retries = 0, timer = null, deadline = null, connectedAt = 0;
+    var pasted = null;   // the box's text last given to the desktop
 
     document.documentElement.setAttribute('data-viewer', 'loading');
 
@@ -39,6 +44,7 @@
       if (statusEl.textContent !== text) statusEl.textContent = text;
       showBtn.hidden = st !== 'away';
       screen.hidden = st === 'away'; // no empty box while the desktop is elsewhere
+      fullBtn.disabled = st === 'away';
     }
 
     function stop() {
@@ -66,8 +72,10 @@
         return lost();
       }
       rfb = r;
+      connectedAt = 0;
       r.focusOnClick = true;
-      state(retries ? 'reconnecting' : 'connecting', retries ? 'Reconnecting…' : 'Connecting…');
+      // The same words on every retry: a screen reader says them once.
+      state(retries ? 'reconnecting' : 'connecting', retries ? 'Connection lost; reconnecting…' : 'Connecting…');
       clearTimeout(deadline);
       deadline = setTimeout(function () { if (rfb === r) r.disconnect(); }, CONNECT_TIMEOUT_MS);
       r.addEventListener('connect', function () {
@@ -76,18 +84,22 @@
         // Scaling reads the layout: set here, not beside the websocket's
         // start, where a layout of the just-shown page would delay it.
         r.scaleViewport = true;
-        retries = 0;
-        state('connected', 'Connected. Click the desktop to type into it.');
+        connectedAt = Date.now();
+        state('connected', 'Connected. Click the desktop to type into it, outside it to type elsewhere.');
+        // Text put in the box while there was no connection goes now.
+        if (clipText.value && clipText.value !== pasted) paste();
       });
-      r.addEventListener('credentialsrequired', function () { r.disconnect(); });
+      r.addEventListener('credentialsrequired', function () { if (rfb === r) r.disconnect(); });
       r.addEventListener('clipboard', function (e) {
-        if (rfb !== r || !e.detail) return;
-        clipText.value = String(e.detail.text).slice(0, CLIPBOARD_MAX);
+        // Never over what the player is typing there.
+        if (rfb !== r || !e.detail || document.activeElement === clipText) return;
+        clipText.value = pasted = String(e.detail.text).slice(0, CLIPBOARD_MAX);
       });
       r.addEventListener('disconnect', function () {
         if (rfb !== r) return;
         clearTimeout(deadline);
         rfb = null;
+        if (connectedAt && Date.now() - connectedAt >= STABLE_MS) retries = 0;
         lost();
       });
     }
@@ -96,6 +108,7 @@
     // desktop; the page's status poll ends it when the desktop is gone.
     function lost() {
       state('reconnecting', 'Connection lost; reconnecting…');
+      clearTimeout(timer);
       timer = setTimeout(function () { timer = null; sync(); }, RETRY_MS[Math.min(retries, RETRY_MS.length - 1)]);
       retries++;
       if (onLost) onLost();
@@ -111,12 +124,16 @@
       clipBtn.setAttribute('aria-expanded', String(!clipBox.hidden));
       if (!clipBox.hidden) clipText.focus();
     });
+    function paste() {
+      if (!rfb || !connectedAt) return; // sent once connected
+      pasted = clipText.value;
+      rfb.clipboardPasteFrom(pasted);
+    }
     // As noVNC's own panel does: the text goes when the box is left.
-    clipText.addEventListener('change', function () {
-      if (rfb) rfb.clipboardPasteFrom(clipText.value);
-    });
+    clipText.addEventListener('change', paste);
+    // Full screen takes the whole viewer, so the clipboard box comes along.
     fullBtn.addEventListener('click', function () {
-      if (screen.requestFullscreen) screen.requestFullscreen().catch(function () {});
+      if (root.requestFullscreen) root.requestFullscreen().catch(function () {});
       if (rfb) rfb.focus();
     });
 
@@ -127,10 +144,9 @@
           if (typeof m.default !== 'function') throw new Error('core/rfb.js has no client');
           RFB = m.default;
           document.documentElement.setAttribute('data-viewer', 'ready');
-          sync();
-        }).catch(function () {
+        }, function () {
           document.documentElement.setAttribute('data-viewer', 'unavailable');
-        });
+        }).then(sync);
       },
       // show shows the desktop at connectURL (noVNC's page with
       // #password=…&path=… in its fragment); key names the session, so
@@ -144,10 +160,12 @@
           return this.hide();
         }
         var path = f.get('path') || '';
-        if (!path || (u.protocol !== 'https:' && u.protocol !== 'http:')) return this.hide();
+        // The page may connect to its own origin only (connect-src 'self').
+        if (!path || u.origin !== location.origin) return this.hide();
         if (target && target.key === key) return sync();
         stop();
         clipText.value = '';
+        pasted = null;
         away = false;
         retries = 0;
         target = {
@@ -169,6 +187,7 @@
         stop();
         target = null;
         clipText.value = '';
+        pasted = null;
         away = false;
         root.removeAttribute('data-state');
         sync();

@@ -11,7 +11,8 @@
 //   - A websocket upgrade on any path but /nope: 101 with the handshake
 //     headers plus Set-Cookie, Sec-WebSocket-Extensions and the rest; the
 //     first message is JSON of the request it received (method, path,
-//     remote address, headers), then every frame is echoed.
+//     remote address, headers); then hostile RFB, or, on every fifth
+//     connection, nothing but an echo (rfb.go).
 //   - A websocket upgrade on /nope: 404 with the hostile headers.
 //   - Raw TCP on :5900: "RFB 003.008\n".
 //   - VNC_PASSWORD must be set, RESOLUTION is accepted: the image contract,
@@ -154,15 +155,7 @@ func upgrade(w http.ResponseWriter, r *http.Request) {
 	if writeFrame(rw.Writer, 0x1, seen) != nil || rw.Flush() != nil {
 		return
 	}
-	for {
-		op, payload, err := readFrame(rw.Reader)
-		if err != nil || op == 0x8 {
-			return
-		}
-		if writeFrame(rw.Writer, op, payload) != nil || rw.Flush() != nil {
-			return
-		}
-	}
+	afterGreeting(rw)
 }
 
 func readFrame(br *bufio.Reader) (byte, []byte, error) {
