@@ -236,33 +236,13 @@ func (j *journey) destroy(p, admin, desk *tab) {
 
 	// The open desktop connection is cut, and noVNC's reconnects get nowhere.
 	wsPath := "/remote-desktop/vnc/" + strconv.Itoa(aliceID) + "/websockify"
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ws := desk.net.websockets(wsPath)
-		cut := len(ws) > 0
-		for _, w := range ws {
-			if w.Status == 101 && !w.Closed {
-				cut = false
-			}
-		}
-		if cut {
-			break
-		}
-		if time.Now().After(deadline) {
-			j.t.Errorf("destroy: the desktop tab's websocket is still open 10s later: %+v", ws)
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+	if len(desk.net.websockets(wsPath)) == 0 {
+		j.t.Errorf("destroy: the desktop tab never opened a websocket to the desktop")
 	}
+	j.wsClosed(desk, "destroy: the desktop tab", wsPath)
 	time.Sleep(500 * time.Millisecond)
 	j.shot(desk, "desktop-after-destroy")
-	upgraded := 0
-	for _, w := range desk.net.websockets(wsPath) {
-		if w.Status == 101 {
-			upgraded++
-		}
-	}
-	if upgraded != 1 {
+	if upgraded := upgradedTo(desk, wsPath); upgraded != 1 {
 		j.t.Errorf("destroy: %d websockets to the desktop were switched, want only the first: %+v", upgraded, desk.net.websockets(wsPath))
 	}
 	desk.close()
