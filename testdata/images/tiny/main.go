@@ -6,6 +6,8 @@
 //     sends one binary message "RFB 003.008\n" (what a VNC server says first)
 //     and then echoes every frame it receives.
 //   - Raw TCP on :5900: writes "RFB 003.008\n" on connect.
+//   - SIGTERM ends it at once, as rd-desktop ends through tini, so that
+//     `docker stop` does not wait out its grace on a PID 1 that ignores it.
 //   - VNC_PASSWORD must be set (like the desktop, it refuses to start without
 //     one); its value is never shown anywhere. RESOLUTION (WIDTHxHEIGHT,
 //     default 1280x800) is validated and shown on /vnc.html.
@@ -33,8 +35,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -62,6 +66,13 @@ func main() {
 	if !resolutionRE.MatchString(resolution) {
 		log.Fatalf("RESOLUTION must look like 1920x1080 (got %q)", resolution)
 	}
+	// As PID 1, a signal without a handler is ignored: handle it.
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, os.Interrupt)
+	go func() {
+		<-stop
+		os.Exit(0)
+	}()
 	httpAddr := envOr("TINY_HTTP_ADDR", ":6080")
 	vncAddr := envOr("TINY_VNC_ADDR", ":5900")
 
