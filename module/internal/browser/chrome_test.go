@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -400,7 +401,8 @@ func (n *netLog) record(ev any) {
 	}
 }
 
-// websockets returns a copy of every websocket whose URL contains sub.
+// websockets returns a copy of every websocket whose URL contains sub,
+// in the order they were created.
 func (n *netLog) websockets(sub string) []wsRecord {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -410,7 +412,41 @@ func (n *netLog) websockets(sub string) []wsRecord {
 			out = append(out, *w)
 		}
 	}
+	slices.SortFunc(out, func(a, b wsRecord) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out
+}
+
+// wsClosed waits until no websocket from the tab to path is open.
+func (j *journey) wsClosed(p *tab, what, path string) {
+	j.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		open := 0
+		for _, w := range p.net.websockets(path) {
+			if w.Status == 101 && !w.Closed {
+				open++
+			}
+		}
+		if open == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			j.t.Errorf("%s: %d websockets to the desktop still open 10s later: %+v", what, open, p.net.websockets(path))
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// upgradedTo counts the tab's websockets to path that were switched.
+func upgradedTo(p *tab, path string) int {
+	n := 0
+	for _, w := range p.net.websockets(path) {
+		if w.Status == 101 {
+			n++
+		}
+	}
+	return n
 }
 
 // count says how many requests went to URLs containing sub.

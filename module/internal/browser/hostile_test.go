@@ -2,7 +2,6 @@ package browser
 
 import (
 	"context"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -47,7 +46,6 @@ func TestHostileDesktopOnThePlayerPage(t *testing.T) {
 		viewerState, 20*time.Second)
 	wsPath := "/remote-desktop/vnc/" + strconv.Itoa(aliceID) + "/websockify"
 	ws := p.net.websockets(wsPath)
-	slices.SortFunc(ws, func(a, b wsRecord) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	if len(ws) == 0 || ws[0].Status != 101 {
 		p.fail("the viewer's websocket never reached the desktop: %+v", ws)
 	}
@@ -86,7 +84,6 @@ func TestHostileDesktopOnThePlayerPage(t *testing.T) {
 		}
 	}
 	ws = p.net.websockets(wsPath)
-	slices.SortFunc(ws, func(a, b wsRecord) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	var seen []string
 	for _, w := range ws {
 		lasted := "still open"

@@ -285,39 +285,6 @@ const viewerState = `(() => { const v = document.getElementById('viewer'); retur
 	', state ' + v.dataset.state + ', status "' + document.getElementById('viewer-status').textContent + '", view ' +
 	[...document.querySelectorAll('section.card')].filter(e => !e.hidden).map(e => e.id).join(','); })()`
 
-// wsClosed waits until no websocket from the tab to path is open.
-func (j *journey) wsClosed(p *tab, what, path string) {
-	j.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		open := 0
-		for _, w := range p.net.websockets(path) {
-			if w.Status == 101 && !w.Closed {
-				open++
-			}
-		}
-		if open == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			j.t.Errorf("%s: %d websockets to the desktop still open 10s later: %+v", what, open, p.net.websockets(path))
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// upgradedTo counts the tab's websockets to path that were switched.
-func upgradedTo(p *tab, path string) int {
-	n := 0
-	for _, w := range p.net.websockets(path) {
-		if w.Status == 101 {
-			n++
-		}
-	}
-	return n
-}
-
 // firstDesktopDraw waits until noVNC draws the desktop and returns the
 // time (epoch ms, the page's clock) of the first kept draw whose pixels
 // pass looksLikeDesktop, its index and stats. Kept draws are converted

@@ -58,6 +58,15 @@
       }
     }
 
+    // forget drops the connection and what belonged to the last desktop.
+    function forget() {
+      stop();
+      clipText.value = '';
+      pasted = null;
+      away = false;
+      retries = 0;
+    }
+
     function sync() {
       root.hidden = !RFB || !target;
       if (root.hidden || away || rfb || timer) return;
@@ -163,11 +172,7 @@
         // The page may connect to its own origin only (connect-src 'self').
         if (!path || u.origin !== location.origin) return this.hide();
         if (target && target.key === key) return sync();
-        stop();
-        clipText.value = '';
-        pasted = null;
-        away = false;
-        retries = 0;
+        forget();
         target = {
           key: key,
           url: u.protocol.replace('http', 'ws') + '//' + u.host + '/' + path.replace(/^\//, ''),
@@ -184,11 +189,8 @@
         sync();
       },
       hide: function () {
-        stop();
+        forget();
         target = null;
-        clipText.value = '';
-        pasted = null;
-        away = false;
         root.removeAttribute('data-state');
         sync();
       }
